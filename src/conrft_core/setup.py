@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+package_name = "conrft_core"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="ConRFT developers",
+    maintainer_email="dev@conrft.dev",
+    description="ConRFT learning library: models, losses, agents, replay, rosbag2 datasets, checkpoints, configuration. Imports no rclpy.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": []},
+)

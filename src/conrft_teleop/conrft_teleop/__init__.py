@@ -1,0 +1,1 @@
+"""Teleoperation node: SpaceMouse (spacenav), keyboard and a scripted intervener; publishes intervention state."""
