@@ -1,0 +1,1 @@
+"""Launch files, parameter files and the `conrft` command line of the ConRFT stack."""

@@ -1,0 +1,221 @@
+"""rosbag2 demonstration bags: write episodes as a live session would record them, read them back.
+
+A bag holds `conrft_interfaces/msg/Transition` messages on /conrft/transitions (one per control step, with
+the observation images inside), which is what `ros2 bag record /conrft/transitions` of a live session or the
+demo recorder produces; other topics may be present and are ignored by the reader. Bags are written with the
+`rosbags` library as MCAP with metadata version 8, which Humble, Jazzy and Kilted all open.
+
+Writing goes to a temporary folder that is renamed into place only when the bag is complete, so an
+interrupted run never leaves a half-written bag under the requested name.
+"""
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from conrft_core.episode import Episode
+from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+
+TRANSITIONS_TOPIC = "/conrft/transitions"
+TRANSITION_TYPE = "conrft_interfaces/msg/Transition"
+INTERFACE_MESSAGES = ("ActionChunk", "Intervention", "PolicyWeights", "RobotState", "Transition")
+DISTROS = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY, "kilted": Stores.ROS2_KILTED}
+
+
+class BagError(ValueError):
+    """A bag is missing, unreadable or does not hold usable episodes; the message says how to fix it."""
+
+
+def interface_msg_dir() -> Path:
+    """Folder of conrft_interfaces' .msg files in the built workspace (or an installed ROS 2 prefix)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        return Path(get_package_share_directory("conrft_interfaces")) / "msg"
+    except PackageNotFoundError:
+        raise BagError("conrft_interfaces is not on AMENT_PREFIX_PATH; build the workspace and `source ./env.sh`")
+
+
+def make_typestore(distro: str = "kilted"):
+    """The distro's standard message types plus conrft_interfaces, read from the .msg files."""
+    if distro not in DISTROS:
+        raise BagError(f"unknown ROS distro '{distro}'; choose one of: {', '.join(DISTROS)}")
+    store = get_typestore(DISTROS[distro])
+    folder = interface_msg_dir()
+    types = {}
+    for name in INTERFACE_MESSAGES:
+        types.update(get_types_from_msg((folder / f"{name}.msg").read_text(), f"conrft_interfaces/msg/{name}"))
+    store.register(types)
+    return store
+
+
+class EpisodeBagWriter:
+    """Writes episodes (and optional extra topics) into a new rosbag2 MCAP bag.
+
+    Use as a context manager; the bag appears at `path` only if the block exits without an exception.
+    """
+
+    def __init__(self, path: str | Path, distro: str = "kilted", overwrite: bool = False):
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise BagError(f"output {self.path} already exists; choose another --out or pass --force")
+        self.store = make_typestore(distro)
+        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._writer: Writer | None = None
+        self._connections: dict[str, object] = {}
+        self.messages = 0
+
+    def __enter__(self) -> "EpisodeBagWriter":
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = Writer(self._tmp, version=8, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._writer.close()
+        if exc_type is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._tmp.rename(self.path)
+
+    def write(self, topic: str, msg, stamp_ns: int) -> None:
+        """Serialize one message (a typestore instance) onto `topic` at bag time `stamp_ns`."""
+        if topic not in self._connections:
+            self._connections[topic] = self._writer.add_connection(topic, msg.__msgtype__, typestore=self.store)
+        self._writer.write(self._connections[topic], stamp_ns, self.store.serialize_cdr(msg, msg.__msgtype__))
+        self.messages += 1
+
+    def write_episode(self, ep: Episode, frame_id: str = "base") -> None:
+        """Write one Transition per step; the last carries the final observation."""
+        T = self.store.types
+        stamps = ep.stamps if ep.stamps is not None else np.arange(ep.length) * 0.1
+        cams = sorted(ep.images)
+        policy_actions = ep.policy_actions if ep.policy_actions is not None else np.zeros_like(ep.actions)
+        versions = ep.policy_versions if ep.policy_versions is not None else np.zeros(ep.length, np.uint64)
+        for t in range(ep.length):
+            last = t == ep.length - 1
+            header = self._header(stamps[t], frame_id)
+            msg = T[TRANSITION_TYPE](
+                header=header,
+                episode_id=ep.episode_id,
+                step=t,
+                camera_names=cams,
+                images=[self._image(ep.images[c][t], header, c) for c in cams],
+                proprio=ep.proprio[t].astype(np.float32),
+                instruction=ep.instruction,
+                action=ep.actions[t].astype(np.float32),
+                policy_action=policy_actions[t].astype(np.float32),
+                reward=float(ep.rewards[t]),
+                terminated=bool(last and ep.terminated),
+                success=bool(last and ep.success),
+                truncated=bool(last and ep.truncated),
+                intervened=bool(ep.intervened[t]),
+                policy_version=int(versions[t]),
+                final_images=[self._image(ep.images[c][t + 1], header, c) for c in cams] if last else [],
+                final_proprio=ep.proprio[t + 1].astype(np.float32) if last else np.zeros(0, np.float32),
+            )
+            self.write(TRANSITIONS_TOPIC, msg, int(stamps[t] * 1e9))
+
+    def _header(self, stamp: float, frame_id: str):
+        sec = int(stamp)
+        time = self.store.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=int(round((stamp - sec) * 1e9)))
+        return self.store.types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
+
+    def _image(self, frame: np.ndarray, header, camera: str):
+        h, w, _ = frame.shape
+        cam_header = self.store.types["std_msgs/msg/Header"](stamp=header.stamp, frame_id=f"{camera}_camera")
+        return self.store.types["sensor_msgs/msg/Image"](
+            header=cam_header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
+            data=np.ascontiguousarray(frame).reshape(-1),
+        )
+
+
+def image_to_array(img) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8) -> HxWx3 RGB uint8."""
+    if img.encoding not in ("rgb8", "bgr8"):
+        raise BagError(f"image encoding '{img.encoding}' is not supported; record rgb8 or bgr8 images")
+    arr = np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.step)[:, : img.width * 3]
+    arr = arr.reshape(img.height, img.width, 3)
+    return arr[..., ::-1].copy() if img.encoding == "bgr8" else arr.copy()
+
+
+def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC) -> list[Episode]:
+    """Load every complete episode from a bag (recorded live or by `conrft sim-demos`).
+
+    Episodes whose last step (terminated or truncated) is missing, e.g. because recording stopped
+    mid-episode, are skipped. Raises BagError when nothing usable is found.
+    """
+    path = Path(path)
+    if not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} is not a rosbag2 bag (no metadata.yaml); pass the bag folder")
+    steps: dict[int, list] = defaultdict(list)
+    try:
+        with AnyReader([path], default_typestore=make_typestore()) as reader:
+            conns = [c for c in reader.connections if c.topic == topic]
+            if not conns:
+                have = ", ".join(sorted({c.topic for c in reader.connections})) or "none"
+                raise BagError(
+                    f"bag {path} has no topic {topic} (topics: {have}); record demonstrations with "
+                    f"`conrft sim-demos` or `ros2 bag record {topic}`"
+                )
+            if conns[0].msgtype != TRANSITION_TYPE:
+                raise BagError(f"topic {topic} in {path} has type {conns[0].msgtype}, expected {TRANSITION_TYPE}")
+            for conn, _, raw in reader.messages(connections=conns):
+                msg = reader.deserialize(raw, conn.msgtype)
+                steps[msg.episode_id].append(msg)
+    except BagError:
+        raise
+    except Exception as exc:  # rosbags raises several types for unreadable storage
+        raise BagError(f"cannot read bag {path}: {exc}") from None
+    episodes = [ep for ep in (_assemble(path, eid, msgs) for eid, msgs in sorted(steps.items())) if ep]
+    if not episodes:
+        raise BagError(f"bag {path} holds no complete episode on {topic}")
+    return episodes
+
+
+def _assemble(path: Path, episode_id: int, msgs: list) -> Episode | None:
+    msgs.sort(key=lambda m: m.step)
+    last = msgs[-1]
+    if not (last.terminated or last.truncated) or [m.step for m in msgs] != list(range(len(msgs))):
+        return None
+    for m in msgs:
+        if len(m.action) != ACTION_DIM:
+            raise BagError(
+                f"bag {path}: episode {episode_id} step {m.step} has a {len(m.action)}-D action; "
+                f"this stack expects {ACTION_DIM}-D actions (translation, rotation, gripper)"
+            )
+        if len(m.proprio) != PROPRIO_DIM:
+            raise BagError(
+                f"bag {path}: episode {episode_id} step {m.step} has {len(m.proprio)} proprio values, "
+                f"expected {PROPRIO_DIM}"
+            )
+    cams = list(last.camera_names)
+    images = {
+        c: np.stack([image_to_array(m.images[i]) for m in msgs] + [image_to_array(last.final_images[i])])
+        for i, c in enumerate(cams)
+    }
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]
+    rewards = np.array([m.reward for m in msgs], np.float32)
+    return Episode(
+        episode_id=int(episode_id),
+        instruction=last.instruction,
+        images=images,
+        proprio=np.stack([np.asarray(m.proprio, np.float32) for m in msgs] + [np.asarray(last.final_proprio, np.float32)]),
+        actions=np.stack([np.asarray(m.action, np.float32) for m in msgs]),
+        rewards=rewards,
+        intervened=np.array([m.intervened for m in msgs], bool),
+        terminated=bool(last.terminated),
+        truncated=bool(last.truncated),
+        policy_actions=np.stack([np.asarray(m.policy_action, np.float32) for m in msgs]),
+        policy_versions=np.array([m.policy_version for m in msgs], np.uint64),
+        stamps=np.array(stamps),
+        success=bool(last.success),
+    )

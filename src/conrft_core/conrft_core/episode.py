@@ -1,0 +1,61 @@
+"""An episode as the learner stores it: a sequence of observations and the actions between them.
+
+Observations are stored once per step (T + 1 of them for T actions: the last is the observation after the
+final action), so chunked samples (s_t, a_t..a_{t+H-1}, r_t..r_{t+H-1}, s_{t+H}) index into these arrays
+without copying frames. This is the unit that demonstration bags, live transitions and replay buffers share.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+
+
+@dataclass
+class Episode:
+    """One episode. T = number of actions; every per-observation array has T + 1 rows."""
+
+    episode_id: int
+    instruction: str
+    images: dict[str, np.ndarray]  # camera -> (T+1, H, W, 3) uint8
+    proprio: np.ndarray  # (T+1, PROPRIO_DIM) float32
+    actions: np.ndarray  # (T, 7) float32, executed
+    rewards: np.ndarray  # (T,) float32
+    intervened: np.ndarray  # (T,) bool
+    terminated: bool  # ended by success/failure (no bootstrap past the last step)
+    truncated: bool  # ended by a time limit or an operator stop
+    policy_actions: np.ndarray | None = None  # (T, 7) float32; None for pure demonstrations
+    policy_versions: np.ndarray | None = None  # (T,) uint64
+    stamps: np.ndarray | None = None  # (T,) float64 seconds, time of each step's observation
+    success: bool = False  # the task was achieved at the last step
+
+    def __post_init__(self) -> None:
+        t = len(self.actions)
+        if t == 0:
+            raise ValueError(f"episode {self.episode_id} has no steps")
+        if self.actions.shape != (t, ACTION_DIM):
+            raise ValueError(
+                f"episode {self.episode_id}: actions must have shape (T, {ACTION_DIM}), got {self.actions.shape}"
+            )
+        if self.proprio.shape != (t + 1, PROPRIO_DIM):
+            raise ValueError(
+                f"episode {self.episode_id}: proprio must have shape ({t + 1}, {PROPRIO_DIM}), got {self.proprio.shape}"
+            )
+        for name, frames in self.images.items():
+            if frames.ndim != 4 or len(frames) != t + 1 or frames.dtype != np.uint8:
+                raise ValueError(
+                    f"episode {self.episode_id}: camera '{name}' must be (T+1, H, W, 3) uint8, got "
+                    f"{frames.shape} {frames.dtype}"
+                )
+        if self.rewards.shape != (t,) or self.intervened.shape != (t,):
+            raise ValueError(f"episode {self.episode_id}: rewards and intervened must have shape ({t},)")
+
+    @property
+    def length(self) -> int:
+        return len(self.actions)
+
+    @property
+    def episode_return(self) -> float:
+        return float(self.rewards.sum())

@@ -1,0 +1,1 @@
+"""MuJoCo Franka simulation for ConRFT."""

@@ -1,0 +1,229 @@
+"""ROS 2 sim node: the MuJoCo Franka behind the interfaces a real robot driver + ros2_control exposes.
+
+It stands in for the Franka driver, a Cartesian impedance controller and the cameras:
+- subscribes to a PoseStamped target (default `/cartesian_impedance_controller/target_frame`) and a gripper
+  width command (std_msgs/Float64, metres); the controller holds the last valid target when commands stop;
+- publishes `/joint_states`, `/conrft/robot_state`, `/camera/<name>/image_raw` + `camera_info`,
+  `/sim/success` (privileged success predicate) and `/clock` (the sim owns time: run the other nodes with
+  `use_sim_time:=true`);
+- serves `/sim/reset` (conrft_interfaces/srv/ResetEpisode) and `/sim/set_stiffness`.
+
+Physics runs in its own thread at `real_time_factor` x real time (0: as fast as possible); every callback
+touches the simulator under one lock. Invalid targets (non-finite, wrong frame) are rejected with a logged
+reason and the previous target is kept; targets outside the task's safety box are clipped.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, Float64
+
+from conrft_core.config import ConfigError, from_dict, load_yaml
+from conrft_core.node_params import declare_all
+from conrft_interfaces.msg import RobotState
+from conrft_interfaces.srv import ResetEpisode, SetStiffness
+from conrft_sim.sim import FrankaSim, SimConfig
+
+JOINT_NAMES = [f"panda_joint{i}" for i in range(1, 8)]
+
+
+def _stamp(t: float) -> Time:
+    sec = int(t)
+    return Time(sec=sec, nanosec=int((t - sec) * 1e9))
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("sim")
+        self.params = declare_all(self, {
+            "config_file": "",  # YAML with a `sim:` section; task/image/unseen parameters override it
+            "task": "pick_cube",
+            "image_width": 128,
+            "image_height": 128,
+            "unseen": False,
+            "seed": 0,
+            "real_time_factor": 1.0,  # 0: as fast as possible
+            "state_rate": 100.0,  # Hz of sim time for /joint_states, /conrft/robot_state, /clock
+            "camera_rate": 10.0,  # Hz of sim time for the camera images
+            "frame_id": "base",
+            "target_topic": "/cartesian_impedance_controller/target_frame",
+            "gripper_topic": "/sim/gripper_command",
+        })
+        self.sim = FrankaSim(self._sim_config())
+        self.rtf = float(self.params["real_time_factor"])
+        if self.rtf < 0 or self.params["state_rate"] <= 0 or self.params["camera_rate"] <= 0:
+            raise ConfigError("real_time_factor must be >= 0 (0: as fast as possible); state_rate and "
+                              "camera_rate must be > 0")
+        self.frame_id = self.params["frame_id"]
+        self.lock = threading.Lock()
+        self.episode_id = 0
+        self.sim.reset(seed=int(self.params["seed"]))
+
+        self.pub_clock = self.create_publisher(Clock, "/clock", 10)
+        self.pub_joints = self.create_publisher(JointState, "/joint_states", 10)
+        self.pub_state = self.create_publisher(RobotState, "/conrft/robot_state", 10)
+        self.pub_success = self.create_publisher(Bool, "/sim/success", 10)
+        reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_images = {
+            c: (self.create_publisher(Image, f"/camera/{c}/image_raw", reliable),
+                self.create_publisher(CameraInfo, f"/camera/{c}/camera_info", reliable))
+            for c in self.sim.config.cameras
+        }
+        self.create_subscription(PoseStamped, self.params["target_topic"], self._on_target, 10)
+        self.create_subscription(Float64, self.params["gripper_topic"], self._on_gripper, 10)
+        self.create_service(ResetEpisode, "/sim/reset", self._on_reset)
+        self.create_service(SetStiffness, "/sim/set_stiffness", self._on_stiffness)
+        self.running = True
+        self.thread = threading.Thread(target=self._physics_loop, daemon=True)
+        self.get_logger().info(
+            f"sim ready: task {self.sim.task.name}, cameras {list(self.sim.config.cameras)}, "
+            f"real_time_factor {self.rtf or 'max'}, target topic {self.params['target_topic']}"
+        )
+
+    def _sim_config(self) -> SimConfig:
+        data = {}
+        if self.params["config_file"]:
+            raw = load_yaml(self.params["config_file"])
+            data = dict(raw.get("sim", raw))
+        for key in ("task", "image_width", "image_height", "unseen"):
+            data[key] = self.params[key]
+        return from_dict(SimConfig, data, "sim")
+
+    # --- physics and publishing -------------------------------------------------------------------------
+    def _physics_loop(self) -> None:
+        cfg = self.sim.config
+        substeps = max(1, round(1.0 / (self.params["state_rate"] * cfg.physics_dt)))
+        tick = substeps * cfg.physics_dt
+        camera_every = max(1, round(1.0 / (self.params["camera_rate"] * tick)))
+        wall0, sim0, n = time.monotonic(), self.sim.sim_time, 0
+        while self.running and rclpy.ok():
+            with self.lock:
+                self.sim.step_physics(substeps)
+                self._publish_state(render=n % camera_every == 0)
+            n += 1
+            if self.rtf > 0:
+                lag = (self.sim.sim_time - sim0) / self.rtf - (time.monotonic() - wall0)
+                if lag > 0:
+                    time.sleep(lag)
+
+    def _publish_state(self, render: bool) -> None:
+        now = _stamp(self.sim.sim_time)
+        self.pub_clock.publish(Clock(clock=now))
+        q, qd = self.sim.joint_positions(), self.sim.joint_velocities()
+        js = JointState(name=JOINT_NAMES, position=q.tolist(), velocity=qd.tolist())
+        js.header.stamp = now
+        self.pub_joints.publish(js)
+        pos, quat = self.sim.ee_pose()
+        tw, wr = self.sim.ee_twist(), self.sim.wrench()
+        st = RobotState(joint_names=JOINT_NAMES, joint_positions=q.tolist(), joint_velocities=qd.tolist(),
+                        gripper_width=float(self.sim.gripper_width()))
+        st.header.stamp, st.header.frame_id = now, self.frame_id
+        st.ee_pose.position.x, st.ee_pose.position.y, st.ee_pose.position.z = map(float, pos)
+        o = st.ee_pose.orientation  # ROS quaternions are xyzw, the simulator's wxyz
+        o.w, o.x, o.y, o.z = map(float, quat)
+        for vec, vals in ((st.ee_twist.linear, tw[:3]), (st.ee_twist.angular, tw[3:]),
+                          (st.wrench.force, wr[:3]), (st.wrench.torque, wr[3:])):
+            vec.x, vec.y, vec.z = map(float, vals)
+        self.pub_state.publish(st)
+        self.pub_success.publish(Bool(data=bool(self.sim.success())))
+        if render:
+            for cam, frame in self.sim.render().items():
+                h, w, _ = frame.shape
+                img = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=frame.tobytes())
+                img.header.stamp, img.header.frame_id = now, f"{cam}_camera"
+                info = CameraInfo(height=h, width=w)
+                info.header = img.header
+                pub_img, pub_info = self.pub_images[cam]
+                pub_img.publish(img)
+                pub_info.publish(info)
+
+    # --- commands and services --------------------------------------------------------------------------
+    def _on_target(self, msg: PoseStamped) -> None:
+        p, o = msg.pose.position, msg.pose.orientation
+        pos = np.array([p.x, p.y, p.z])
+        quat = np.array([o.w, o.x, o.y, o.z])
+        if msg.header.frame_id not in ("", self.frame_id):
+            self.get_logger().warn(f"target rejected: frame '{msg.header.frame_id}' is not '{self.frame_id}'",
+                                   throttle_duration_sec=1.0)
+            return
+        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat)) and np.linalg.norm(quat) > 1e-6):
+            self.get_logger().warn("target rejected: non-finite position or invalid quaternion; holding the "
+                                   "last valid target", throttle_duration_sec=1.0)
+            return
+        clipped = self.sim.task.safety_box.clip(pos)
+        if not np.allclose(clipped, pos):
+            self.get_logger().warn(f"target {np.round(pos, 3)} outside the safety box: clipped",
+                                   throttle_duration_sec=1.0)
+        with self.lock:
+            self.sim.set_target(clipped, quat / np.linalg.norm(quat))
+
+    def _on_gripper(self, msg: Float64) -> None:
+        width = msg.data
+        if not np.isfinite(width):
+            self.get_logger().warn("gripper command rejected: non-finite width", throttle_duration_sec=1.0)
+            return
+        with self.lock:
+            self.sim.set_gripper(float(np.clip(width, 0.0, self.sim.config.action_scale.gripper_max_width)))
+
+    def _on_reset(self, req: ResetEpisode.Request, res: ResetEpisode.Response) -> ResetEpisode.Response:
+        try:
+            options = dict(o.split("=", 1) for o in req.options)
+        except ValueError:
+            res.success, res.message = False, f"options must be key=value strings, got {list(req.options)}"
+            return res
+        unknown = set(options) - {"unseen"}
+        if unknown:
+            res.success, res.message = False, f"unknown reset option(s) {sorted(unknown)}; supported: unseen"
+            return res
+        with self.lock:
+            self.sim.config.unseen = options.get("unseen", str(self.params["unseen"])).lower() == "true"
+            self.episode_id += 1
+            seed = int(req.seed) if req.seed >= 0 else None
+            self.sim.reset(seed=seed)
+        res.success, res.episode_id = True, self.episode_id
+        res.message = f"episode {self.episode_id} reset (seed {seed})"
+        return res
+
+    def _on_stiffness(self, req: SetStiffness.Request, res: SetStiffness.Response) -> SetStiffness.Response:
+        try:
+            with self.lock:
+                self.sim.set_stiffness(req.translational, req.rotational)
+            res.success, res.message = True, f"stiffness {req.translational} N/m, {req.rotational} Nm/rad"
+        except ValueError as exc:
+            res.success, res.message = False, str(exc)
+        return res
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SimNode()
+    except (ConfigError, ValueError) as exc:
+        print(f"sim_node: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    node.thread.start()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.running = False
+        node.thread.join(timeout=2.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
