@@ -4,6 +4,7 @@ Concurrent runs on one machine must not see each other's DDS traffic, so the dom
 the process id (Linux: ids 1-101 are safe for the default port mapping).
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,10 @@ os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_HOME"] = tempfile.mkdtemp(prefix="conrft-test-ros-home-")
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ["ROS_HOME"], ignore_errors=True)
 
 
 class RosProcess:

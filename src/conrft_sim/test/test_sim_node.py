@@ -1,4 +1,6 @@
 """The sim node as a separate process over real DDS: tracking, holding, cameras, clock, services, bad input."""
+from pathlib import Path
+
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rosgraph_msgs.msg import Clock
@@ -9,6 +11,7 @@ from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode, SetStiffness
 
 SIM = "conrft_sim.sim_node"
+PARAMS = str(Path(__file__).resolve().parents[3] / "config" / "sim_node.yaml")
 
 
 def ee_pos(msg):
@@ -17,7 +20,8 @@ def ee_pos(msg):
 
 
 def test_sim_node_graph(ros_process, ros_node):
-    proc = ros_process(SIM, "-p", "real_time_factor:=2.0", "-p", "task:=pick_cube")
+    # The shipped parameter file: every key in it must be a parameter the node declares.
+    proc = ros_process(SIM, "--params-file", PARAMS, "-p", "real_time_factor:=2.0")
     got = {}
     ros_node.create_subscription(RobotState, "/conrft/robot_state", lambda m: got.__setitem__("state", m), 10)
     ros_node.create_subscription(Clock, "/clock", lambda m: got.__setitem__("clock", m), 10)

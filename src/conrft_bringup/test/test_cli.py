@@ -1,0 +1,56 @@
+"""The `conrft` command line as a user runs it: a real process, real simulator, real bag on disk."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+
+from conrft_core.bags import read_episodes
+
+
+def conrft(*args, timeout=300):
+    exe = shutil.which("conrft")
+    assert exe, "conrft is not on PATH: source ./env.sh"
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_subcommands():
+    res = conrft("--help")
+    assert res.returncode == 0
+    assert "sim-demos" in res.stdout and "demo-stats" in res.stdout
+
+
+def test_sim_demos_writes_a_loadable_bag(tmp_path):
+    out = tmp_path / "demos"
+    res = conrft("sim-demos", "--task", "pick_cube", "--episodes", 2, "--noise", "zero", "--out", out,
+                 "--image-width", 48, "--image-height", 40, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "2 episodes" in res.stdout
+    episodes = read_episodes(out)
+    assert len(episodes) == 2 and all(ep.success and ep.terminated for ep in episodes)
+    assert all(ep.intervened.all() for ep in episodes)  # a human (the scripted expert) drove every step
+    assert episodes[0].images["front"].shape[1:] == (40, 48, 3)
+    assert episodes[0].instruction
+    assert np.all(np.abs(episodes[0].actions) <= 1.0)
+
+    stats = conrft("demo-stats", out, "--json", tmp_path / "s.json", "--plot", tmp_path / "s.png")
+    assert stats.returncode == 0, stats.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["episodes"] == 2 and summary["success_rate"] == 1.0
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+
+    again = conrft("sim-demos", "--episodes", 1, "--out", out, "--quiet")
+    assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    res = conrft("sim-demos", "--task", "stack_blocks", "--out", tmp_path / "x")
+    assert res.returncode == 2
+    assert "unknown task 'stack_blocks'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text("sim:\n  image_widht: 64\n")
+    res = conrft("sim-demos", "--config", cfg, "--out", tmp_path / "y")
+    assert res.returncode == 2 and "'sim.image_widht'" in res.stderr
+    res = conrft("demo-stats", tmp_path)
+    assert res.returncode == 2 and "not a rosbag2 bag" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.yaml"]
