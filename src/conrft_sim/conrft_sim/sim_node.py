@@ -8,8 +8,8 @@ It stands in for the Franka driver, a Cartesian impedance controller and the cam
   `use_sim_time:=true`);
 - serves `/sim/reset` (conrft_interfaces/srv/ResetEpisode) and `/sim/set_stiffness`.
 
-Physics runs in its own thread at `real_time_factor` x real time (0: as fast as possible); every callback
-touches the simulator under one lock. Invalid targets (non-finite, wrong frame) are rejected with a logged
+Physics runs in the main thread (which owns the renderer's GL context) at `real_time_factor` x real time
+(0: as fast as possible); ROS callbacks run in an executor thread and touch the simulator under one lock. Invalid targets (non-finite, wrong frame) are rejected with a logged
 reason and the previous target is kept; targets outside the task's safety box are clipped.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -68,6 +69,7 @@ class SimNode(Node):
         self.lock = threading.Lock()
         self.episode_id = 0
         self.sim.reset(seed=int(self.params["seed"]))
+        self.clock_offset = 0.0  # sim time restarts at 0 on every reset; /clock must never go backwards
 
         self.pub_clock = self.create_publisher(Clock, "/clock", 10)
         self.pub_joints = self.create_publisher(JointState, "/joint_states", 10)
@@ -84,7 +86,6 @@ class SimNode(Node):
         self.create_service(ResetEpisode, "/sim/reset", self._on_reset)
         self.create_service(SetStiffness, "/sim/set_stiffness", self._on_stiffness)
         self.running = True
-        self.thread = threading.Thread(target=self._physics_loop, daemon=True)
         self.get_logger().info(
             f"sim ready: task {self.sim.task.name}, cameras {list(self.sim.config.cameras)}, "
             f"real_time_factor {self.rtf or 'max'}, target topic {self.params['target_topic']}"
@@ -100,24 +101,29 @@ class SimNode(Node):
         return from_dict(SimConfig, data, "sim")
 
     # --- physics and publishing -------------------------------------------------------------------------
-    def _physics_loop(self) -> None:
+    def run_physics(self) -> None:
+        """Physics loop; runs in the thread that created the simulator (its GL context lives there)."""
         cfg = self.sim.config
         substeps = max(1, round(1.0 / (self.params["state_rate"] * cfg.physics_dt)))
         tick = substeps * cfg.physics_dt
         camera_every = max(1, round(1.0 / (self.params["camera_rate"] * tick)))
-        wall0, sim0, n = time.monotonic(), self.sim.sim_time, 0
+        wall0, n = time.monotonic(), 0
         while self.running and rclpy.ok():
             with self.lock:
                 self.sim.step_physics(substeps)
                 self._publish_state(render=n % camera_every == 0)
+                now = self._now()
             n += 1
             if self.rtf > 0:
-                lag = (self.sim.sim_time - sim0) / self.rtf - (time.monotonic() - wall0)
+                lag = now / self.rtf - (time.monotonic() - wall0)
                 if lag > 0:
                     time.sleep(lag)
 
+    def _now(self) -> float:
+        return self.clock_offset + self.sim.sim_time
+
     def _publish_state(self, render: bool) -> None:
-        now = _stamp(self.sim.sim_time)
+        now = _stamp(self._now())
         self.pub_clock.publish(Clock(clock=now))
         q, qd = self.sim.joint_positions(), self.sim.joint_velocities()
         js = JointState(name=JOINT_NAMES, position=q.tolist(), velocity=qd.tolist())
@@ -185,11 +191,12 @@ class SimNode(Node):
         if unknown:
             res.success, res.message = False, f"unknown reset option(s) {sorted(unknown)}; supported: unseen"
             return res
+        unseen = options.get("unseen", str(self.params["unseen"])).lower() == "true"
+        seed = int(req.seed) if req.seed >= 0 else None
         with self.lock:
-            self.sim.config.unseen = options.get("unseen", str(self.params["unseen"])).lower() == "true"
             self.episode_id += 1
-            seed = int(req.seed) if req.seed >= 0 else None
-            self.sim.reset(seed=seed)
+            self.clock_offset += self.sim.sim_time
+            self.sim.reset(seed=seed, unseen=unseen)
         res.success, res.episode_id = True, self.episode_id
         res.message = f"episode {self.episode_id} reset (seed {seed})"
         return res
@@ -212,14 +219,17 @@ def main(args=None) -> int:
         print(f"sim_node: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
-    node.thread.start()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        node.run_physics()
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.running = False
-        node.thread.join(timeout=2.0)
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -69,6 +69,8 @@ def test_sim_node_graph(ros_process, ros_node):
     future = reset.call_async(ResetEpisode.Request(seed=3, options=["unseen=false"]))
     assert ros_node.spin_until(future.done, 10)
     assert future.result().success and future.result().episode_id == 1
+    before_reset = t1
+    assert ros_node.spin_until(lambda: got["clock"].clock.sec + got["clock"].clock.nanosec * 1e-9 > before_reset + 0.2, 5)
     bad = reset.call_async(ResetEpisode.Request(seed=3, options=["colour=red"]))
     assert ros_node.spin_until(bad.done, 10)
     assert not bad.result().success and "colour" in bad.result().message
