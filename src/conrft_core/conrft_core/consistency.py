@@ -3,11 +3,12 @@
 The head maps a noisy action chunk a_k at noise level k, conditioned on the backbone embedding, straight to
 a clean chunk:
 
-    f(a_k, k | emb) = c_skip(k) * a_k + c_out(k) * F(a_k, k, emb)
+    f(a_k, k | emb) = c_skip(k) * a_k + c_out(k) * F(c_in(k) * a_k, k, emb)
     c_skip(k) = sd^2 / ((k - kmin)^2 + sd^2)          -> 1 at k = kmin (boundary condition f(a, kmin) = a)
     c_out(k)  = (k - kmin) * sd / sqrt(k^2 + sd^2)    -> 0 at k = kmin
 
-with the Karras noise schedule of M levels between kmin = 0.002 and kmax = 80 (rho = 7), sd = sigma_data =
+c_in(k) = 1 / sqrt(k^2 + sd^2) scales the network input to unit variance (as in EDM and consistency models;
+without it the noise at k = 80 drowns the embedding), with the Karras noise schedule of M levels between kmin = 0.002 and kmax = 80 (rho = 7), sd = sigma_data =
 0.5. Sampling is one step from pure noise a_K ~ N(0, kmax^2 I) (optionally multi-step), clipped to [-1, 1].
 The behaviour-cloning term of the Cal-ConRFT / HIL-ConRFT actor loss is the consistency BC loss
 
@@ -105,7 +106,8 @@ class ConsistencyHead(nn.Module):
     def denoise(self, a_k: torch.Tensor, k: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """f(a_k, k): a_k (B, H, A), k (B,), emb (B, E) -> clean chunk estimate (B, H, A), unclipped."""
         flat = a_k.reshape(len(a_k), self.chunk_dim)
-        out = self.net(torch.cat([flat, self.time_embed(k), emb], dim=-1))
+        c_in = 1.0 / torch.sqrt(k**2 + self.cfg.sigma_data**2)
+        out = self.net(torch.cat([c_in[:, None] * flat, self.time_embed(k), emb], dim=-1))
         c_skip, c_out = boundary_scalings(k, self.cfg)
         return (c_skip[:, None] * flat + c_out[:, None] * out).reshape(a_k.shape)
 

@@ -1,0 +1,123 @@
+"""ConRFT / CO-RFT agent: the consistency policy head and the chunked critic, with the two stages' losses.
+
+Both stages optimise the same objective with different weights (ConRFT, Sec. IV):
+
+    critic:  L_Q  = E[(Q_i(s, a_{t:t+H}) - y)^2]  (+ alpha * Cal-QL term, offline stage "Cal-ConRFT" only)
+    actor:   L_pi = beta * L_BC(consistency) - eta * Q(s, pi(s)) / mean|Q|
+
+y is the chunked TD target of `conrft_core.critic` (H = 1: ConRFT; H > 1: CO-RFT chunked TD). The online stage
+"HIL-ConRFT" drops the Cal-QL term and changes (beta, eta); its batches mix the demonstration + intervention
+buffer and the online buffer 50/50 (RLPD), with `critic_updates_per_actor` critic steps per actor step.
+
+The agent works on state vectors: the caller turns observations into features (frozen VLA embeddings and
+proprio in ConRFT's setting, or any encoder), so the same losses serve the state-only tests and the VLA.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from conrft_core.consistency import ConsistencyConfig, ConsistencyHead
+from conrft_core.critic import ChunkedCritic, CriticConfig, calql_penalty, chunked_td_target
+
+
+@dataclass
+class StageWeights:
+    beta: float  # weight of the consistency BC loss
+    eta: float  # weight of the Q term
+
+    def __post_init__(self) -> None:
+        if self.beta < 0 or self.eta < 0:
+            raise ValueError(f"stage weights beta and eta must be >= 0, got beta={self.beta}, eta={self.eta}")
+
+
+@dataclass
+class AgentConfig:
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    # Paper table values; the released ConRFT scripts use (1.0, 0.0) offline and (0.1, 1.0) online.
+    offline: StageWeights = field(default_factory=lambda: StageWeights(beta=1.0, eta=0.1))
+    online: StageWeights = field(default_factory=lambda: StageWeights(beta=0.5, eta=1.0))
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    critic_updates_per_actor: int = 2
+    grad_clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.actor_lr <= 0 or self.critic_lr <= 0:
+            raise ValueError("agent.actor_lr and agent.critic_lr must be positive")
+        if self.critic_updates_per_actor < 1:
+            raise ValueError("agent.critic_updates_per_actor must be >= 1")
+
+    @property
+    def horizon(self) -> int:
+        return self.consistency.horizon
+
+
+class ConRFTAgent(nn.Module):
+    def __init__(self, state_dim: int, cfg: AgentConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.actor = ConsistencyHead(state_dim, cfg.consistency)
+        self.critic = ChunkedCritic(state_dim, self.actor.chunk_dim, cfg.critic)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.members.parameters(), lr=cfg.critic_lr)
+
+    @torch.no_grad()
+    def act(self, state: torch.Tensor) -> torch.Tensor:
+        """Action chunks (B, H, 7) in [-1, 1]."""
+        return self.actor.sample(state)
+
+    def critic_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
+        """TD loss on the chunked target (+ Cal-QL when offline). batch: state, next_state, actions, rewards,
+        reward_mask, discount, done, mc_return (tensors, see conrft_core.replay)."""
+        s, s2, a = batch["state"], batch["next_state"], batch["actions"]
+        with torch.no_grad():
+            next_value = self.critic.target_min(s2, self.actor.sample(s2))
+            y = chunked_td_target(batch["rewards"], batch["reward_mask"], batch["discount"], batch["done"],
+                                  next_value, self.cfg.critic.gamma)
+        q = self.critic(s, a)  # (E, B)
+        td = (q - y).pow(2).mean()
+        info = {"critic/td": td.item(), "critic/q_mean": q.mean().item(), "critic/target_mean": y.mean().item()}
+        loss = td
+        if offline and self.cfg.critic.cql_alpha > 0:
+            n = self.cfg.critic.cql_num_samples
+            with torch.no_grad():  # sampled chunks: uniform, pi(s), pi(s'), n of each
+                rep = lambda x: x.repeat_interleave(n, 0)  # noqa: E731 - (B, ...) -> (B*n, ...)
+                samples = [torch.rand_like(rep(a)) * 2 - 1, self.actor.sample(rep(s)), self.actor.sample(rep(s2))]
+            q_sampled = torch.cat([self.critic(rep(s), x).unflatten(1, (len(s), n)) for x in samples], dim=-1)
+            penalty = calql_penalty(q, q_sampled, batch["mc_return"])
+            loss = loss + self.cfg.critic.cql_alpha * penalty
+            info["critic/calql"] = penalty.item()
+        return loss, info
+
+    def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
+        """beta * consistency BC - eta * Q(s, pi(s)) / mean|Q| (the Q scale normalised, as in TD3+BC)."""
+        w = self.cfg.offline if offline else self.cfg.online
+        s = batch["state"]
+        bc = self.actor.bc_loss(batch["actions"], s)
+        q_pi = self.critic(s, self.actor.sample(s)).mean(0)
+        q_term = q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-6)
+        loss = w.beta * bc - w.eta * q_term
+        return loss, {"actor/bc": bc.item(), "actor/q_pi": q_pi.mean().item()}
+
+    def update(self, sample_batch, offline: bool) -> dict:
+        """One actor update preceded by `critic_updates_per_actor` critic updates (UTD), each on a fresh batch
+        from `sample_batch()`; target networks follow by Polyak averaging after every critic step."""
+        info = {}
+        for _ in range(self.cfg.critic_updates_per_actor):
+            batch = sample_batch()
+            loss, info = self.critic_loss(batch, offline)
+            self._step(self.critic_opt, loss, self.critic.members.parameters())
+            self.critic.update_targets()
+        loss, actor_info = self.actor_loss(batch, offline)
+        self._step(self.actor_opt, loss, self.actor.parameters())
+        return {**info, **actor_info}
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(list(params), self.cfg.grad_clip)
+        opt.step()
