@@ -59,7 +59,7 @@ def plot_episodes(episodes: list[Episode], out: str | Path, title: str = "") -> 
         axes[0, 0].plot(p[:, 0], p[:, 1], lw=0.8)
         axes[1, 0].plot(p[:, 2], lw=0.8)
     axes[0, 0].set(title="EE path, top view (cm, reset frame)", xlabel="x", ylabel="y", aspect="equal")
-    axes[1, 0].set(title="EE height vs step (cm)", xlabel="step")
+    axes[1, 0].set(title="EE along the reset frame's z (gripper axis, cm)", xlabel="step")
     axes[0, 1].hist([ep.length for ep in episodes], bins=15, color="tab:blue")
     axes[0, 1].set(title="episode length (steps)")
     axes[1, 1].plot(np.concatenate([ep.actions[:, 6] for ep in episodes[:3]]), lw=0.8)
