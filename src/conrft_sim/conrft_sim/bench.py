@@ -1,5 +1,7 @@
 """Simulator benchmark (`make bench`): throughput, impedance tracking, expert quality.
 
+Throughput is single-process (MuJoCo steps on one core; llvmpipe may use the other for rendering).
+
 Writes a JSON file with every number and a Markdown table beside it (the README quotes the table).
 Run: `python -m conrft_sim.bench --out results/sim_bench.json [--seeds 100]`.
 """
@@ -21,17 +23,21 @@ from conrft_sim.sim import FrankaSim, SimConfig
 from conrft_sim.tasks import TASKS
 
 
-def throughput(task: str, render: bool, steps: int = 300) -> float:
-    """Control steps per second (10 Hz steps of 50 physics substeps each) on one core."""
+def throughput(task: str, render: bool, steps: int = 200, repeats: int = 3) -> float:
+    """Control steps per second (10 Hz steps of 50 physics substeps each), best of `repeats` runs: the
+    machine is shared, and the best run is the least disturbed one."""
     env = ConRFTSimEnv(SimConfig(task=task, cameras=("front", "wrist") if render else ()))
-    env.reset(seed=0)
     rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    for i in range(steps):
-        _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 7).astype(np.float32))
-        if terminated or truncated:
-            env.reset(seed=i)
-    return steps / (time.perf_counter() - start)
+    best = 0.0
+    for r in range(repeats):
+        env.reset(seed=r)
+        start = time.perf_counter()
+        for i in range(steps):
+            _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+            if terminated or truncated:
+                env.reset(seed=i)
+        best = max(best, steps / (time.perf_counter() - start))
+    return best
 
 
 def tracking(step_m: float = 0.02) -> dict:

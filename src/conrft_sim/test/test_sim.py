@@ -1,5 +1,6 @@
 """Scene, impedance control, rendering, API safety and the gymnasium contract of the Franka simulator."""
 import os
+from pathlib import Path
 
 os.environ["MUJOCO_GL"] = "egl"  # before mujoco is imported: offscreen rendering on a headless machine
 
@@ -8,6 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
+from conrft_core.config import from_dict, load_yaml  # noqa: E402
 from conrft_sim.env import ConRFTSimEnv  # noqa: E402
 from conrft_sim.model import build_scene_xml  # noqa: E402
 from conrft_sim.sim import FrankaSim, SimConfig  # noqa: E402
@@ -205,3 +207,8 @@ def test_unseen_positions_lie_outside_the_training_range():
     unseen = np.array([sample_offset(rng, unseen=True) for _ in range(500)])
     assert np.abs(train).max() <= TRAIN_RANGE
     assert np.all(np.abs(unseen).max(axis=1) > TRAIN_RANGE) and np.abs(unseen).max() <= UNSEEN_RANGE
+
+
+def test_shipped_config_file_is_the_default_config():
+    path = Path(__file__).resolve().parents[3] / "config" / "sim.yaml"
+    assert from_dict(SimConfig, load_yaml(path)["sim"], "sim") == SimConfig()
