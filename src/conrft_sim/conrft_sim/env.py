@@ -17,12 +17,16 @@ class ConRFTSimEnv(gym.Env):
 
     `reset(options={"unseen": True})` draws object positions from the unseen range for that episode.
     `env.sim` is the underlying FrankaSim (scripted experts act on it).
+    `privileged_state=True` adds "state": the task's privileged object state, flattened (float32) — for
+    state-only configurations (tests, HIL-SERL-style baselines), never for the VLA policy.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, config: SimConfig | None = None, render_mode: str | None = None):
+    def __init__(self, config: SimConfig | None = None, render_mode: str | None = None,
+                 privileged_state: bool = False):
         self.config = config or SimConfig()
+        self.privileged_state = privileged_state
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if render_mode == "rgb_array" and "front" not in self.config.cameras:
@@ -33,6 +37,8 @@ class ConRFTSimEnv(gym.Env):
         obs_spaces = {cam: gym.spaces.Box(0, 255, shape, np.uint8) for cam in self.config.cameras}
         obs_spaces["proprio"] = gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
         obs_spaces["instruction"] = gym.spaces.Text(max_length=256, charset=string.printable)
+        if privileged_state:
+            obs_spaces["state"] = gym.spaces.Box(-np.inf, np.inf, self._state().shape, np.float32)
         self.observation_space = gym.spaces.Dict(obs_spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._steps = 0
@@ -66,6 +72,13 @@ class ConRFTSimEnv(gym.Env):
     def close(self) -> None:
         self.sim.close()
 
+    def _state(self) -> np.ndarray:
+        privileged = self.sim.privileged()
+        return np.concatenate([np.ravel(privileged[k]) for k in sorted(privileged)]).astype(np.float32)
+
     def _observation(self) -> dict:
         self._images = self.sim.render()
-        return {**self._images, "proprio": self.sim.proprio(), "instruction": self.sim.task.instruction}
+        obs = {**self._images, "proprio": self.sim.proprio(), "instruction": self.sim.task.instruction}
+        if self.privileged_state:
+            obs["state"] = self._state()
+        return obs
