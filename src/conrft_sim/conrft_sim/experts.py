@@ -3,9 +3,14 @@
 They stand in for a human teleoperator, both for demonstrations and as the intervening human during online
 training. `ExpertNoise` makes them human-like: Gaussian action noise, short hesitations, an occasional detour
 waypoint and a speed factor, so demonstrations are "limited and inconsistent" in length and path.
+
+A demonstration starts with `reset()` (phase 0) and the phases advance as the task progresses. To take over
+mid-episode (the simulated human of HIL-ConRFT, see `conrft_sim.intervener`) `resume(sim)` instead infers the
+phase from the privileged state, and `suggest(sim)` tells what the expert would do from here without changing it.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -46,6 +51,8 @@ class ExpertNoise:
 
 OPEN, CLOSED = 1.0, -1.0
 GAIN = 1.5
+PAD_HALF_WIDTH = 0.01  # m, finger pads (conrft_sim.model)
+BAR_DIAMETER = 0.016  # m, drawer handle (conrft_sim.tasks.DrawerOpen)
 
 
 class Expert:
@@ -64,6 +71,23 @@ class Expert:
         self._pause = 0
         self._detour = None  # placed on the first step, once the first goal is known
         self._detour_pending = self.rng.random() < self.noise.detour_prob
+
+    def resume(self, sim: FrankaSim) -> None:
+        """Take over mid-episode from whatever state the policy left: the phase comes from the privileged state
+        (`_infer_phase`), so the expert finishes the task from there. No detour: a correcting human goes
+        straight for the goal."""
+        self.phase = self._infer_phase(sim)
+        self.phase_steps = 0
+        self._pause = 0
+        self._detour = None
+        self._detour_pending = False
+
+    def suggest(self, sim: FrankaSim) -> np.ndarray:
+        """The noise-free action the expert would take first after `resume(sim)`. Side-effect free: a shallow
+        copy plans it, so this expert's phase, pause and random generator are untouched."""
+        probe = copy.copy(self)
+        probe.resume(sim)
+        return np.clip(probe._move(sim, *probe._plan(sim)), -1.0, 1.0).astype(np.float32)
 
     def act(self, sim: FrankaSim) -> np.ndarray:
         goal_pos, gripper = self._plan(sim)
@@ -115,6 +139,21 @@ class Expert:
     def _plan(self, sim: FrankaSim) -> tuple[np.ndarray, float]:
         raise NotImplementedError
 
+    def _infer_phase(self, sim: FrankaSim) -> int:
+        """The phase that fits the current state; the conditions mirror the phase transitions of `_plan`."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _between_fingers(sim: FrankaSim, point, thickness: float) -> bool:
+        """Whether `point` (the centre of an object `thickness` across) lies between the finger pads, so that
+        closing grasps it: inside the opening, within the pads' width, and from 2 cm above the TCP down to the
+        grasp tolerance of `_plan` below it (6 mm, just past the fingertips)."""
+        pos, quat = sim.ee_pose()
+        # EE frame: x along the pads' width, y across the fingers, z pointing down out of the hand.
+        local = Rotation.from_quat(quat, scalar_first=True).inv().apply(np.asarray(point) - pos)
+        room = max(sim.gripper_width() - thickness, 0.0) / 2
+        return bool(abs(local[0]) < PAD_HALF_WIDTH and abs(local[1]) < room + 0.003 and -0.02 < local[2] < 0.006)
+
 
 class PickCubeExpert(Expert):
     """Approach above the cube, descend, close, lift."""
@@ -140,6 +179,17 @@ class PickCubeExpert(Expert):
             return grasp, CLOSED
         return np.array([pos[0], pos[1], sim.task.half + 0.12]), CLOSED  # lift
 
+    def _infer_phase(self, sim):
+        cube = sim.privileged()["cube_pos"]
+        pos, width = sim.ee_pose()[0], sim.gripper_width()
+        size = 2 * sim.task.half
+        if self._between_fingers(sim, cube, size):
+            return 3 if width < size + 0.002 else 2  # closed on it: lift; else close
+        # Over the cube, no higher than where the approach ends, with the fingers open wide enough to pass it.
+        if np.linalg.norm((pos - cube)[:2]) < 0.005 and pos[2] < cube[2] + 0.06 and width > size + 0.01:
+            return 1
+        return 0
+
 
 class PegInsertExpert(Expert):
     """Align the peg over the hole, then descend with continuous lateral correction; back off if stuck."""
@@ -161,6 +211,18 @@ class PegInsertExpert(Expert):
         if xy_err > 0.003 and bottom[2] > hole[2] - 0.003:  # caught on the rim: back up and re-align
             self.phase = 0
         return np.array([hole[0], hole[1], bottom[2] - 0.015]) + offset, CLOSED
+
+    def _infer_phase(self, sim):
+        priv = sim.privileged()
+        hole, bottom = priv["hole_top"], priv["peg_bottom"]
+        xy_err = np.linalg.norm((bottom - hole)[:2])
+        height = bottom[2] - hole[2]
+        clearance = sim.task.hole_half - sim.task.peg_half
+        # Insert when the tip is already between the walls, or just above the hole and aligned within the
+        # clearance. A tip off by more than that would catch the rim: lift and align first.
+        if (height < -0.003 and xy_err < sim.task.hole_half) or (height < 0.025 and xy_err < clearance):
+            return 1
+        return 0
 
 
 class DrawerOpenExpert(Expert):
@@ -187,6 +249,16 @@ class DrawerOpenExpert(Expert):
                 self._advance()
             return grasp, CLOSED
         return handle + [-0.1, 0.0, -0.004], CLOSED  # pull towards the robot
+
+    def _infer_phase(self, sim):
+        handle = sim.privileged()["handle_pos"]
+        pos, width = sim.ee_pose()[0], sim.gripper_width()
+        if self._between_fingers(sim, handle, BAR_DIAMETER):
+            return 3 if width < BAR_DIAMETER + 0.004 else 2  # closed on it: pull; else close
+        # Over the bar, no higher than where the reach ends, with the fingers open wide enough to pass it.
+        if np.linalg.norm((pos - handle)[:2]) < 0.005 and pos[2] < handle[2] + 0.06 and width > BAR_DIAMETER + 0.01:
+            return 1
+        return 0
 
 
 EXPERTS: dict[str, type[Expert]] = {cls.task_name: cls for cls in (DrawerOpenExpert, PegInsertExpert, PickCubeExpert)}
