@@ -13,7 +13,7 @@ from pathlib import Path
 from conrft_core.bags import BagError
 from conrft_core.config import ConfigError
 
-USER_ERRORS = (ConfigError, BagError, ValueError, FileNotFoundError, RuntimeError)
+USER_ERRORS = (ConfigError, BagError, ValueError, FileNotFoundError, FileExistsError, RuntimeError)
 
 
 def _sim_config(args):
@@ -76,6 +76,60 @@ def cmd_demo_stats(args) -> int:
     return 0
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """--set key.path=value pairs; values are YAML scalars (numbers, true/false, strings)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key.path=value, got '{pair}'")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def cmd_train(args) -> int:
+    from conrft_sim.experiment import load_experiment, run_experiment
+
+    cfg = load_experiment(args.config, _overrides(args.set))
+    result = run_experiment(cfg, args.run_dir, resume=args.resume, progress=not args.quiet)
+    print(f"{result['task']} {result['method']}: success {result['success_rate']:.0%}, mean length "
+          f"{result['mean_length']:.1f}, online steps {result['online_env_steps']}, intervention rate "
+          f"{result['intervention_rate']:.2f}")
+    if args.run_dir:
+        print(f"run directory: {args.run_dir} (checkpoint.safetensors, result.json, tensorboard/)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from conrft_sim.experiment import evaluate_checkpoint
+
+    if args.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    result = evaluate_checkpoint(args.checkpoint, args.episodes, unseen=args.unseen, first_seed=args.seed,
+                                 device=args.device)
+    where = "unseen" if args.unseen else "training"
+    print(f"{result['task']} {result['method']} ({args.episodes} episodes, {where} object range): success "
+          f"{result['success_rate']:.0%}, mean length {result['mean_length']:.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from conrft_sim.learning_bench import METHOD_OVERRIDES, TASKS, run_benchmark
+
+    tasks = args.tasks.split(",") if args.tasks else TASKS
+    methods = args.methods.split(",") if args.methods else tuple(METHOD_OVERRIDES)
+    seeds = range(args.seeds)
+    summary = run_benchmark(args.config, args.out, tasks, methods, seeds, horizon=args.horizon,
+                            overrides=_overrides(args.set), progress=not args.quiet)
+    print((args.out / "summary.md").read_text())
+    print(f"results: {args.out} ({sum(len(m) for m in summary['table'].values())} task/method rows)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conrft",
@@ -104,6 +158,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a PNG with paths, lengths and frames")
     p.add_argument("--json", type=Path, help="write the summary as JSON")
     p.set_defaults(func=cmd_demo_stats)
+
+    p = sub.add_parser("train", help="a simulated training run in-process: demos, offline and online stages, eval")
+    p.add_argument("config", type=Path, help="experiment YAML (e.g. config/train_pick_cube.yaml)")
+    p.add_argument("--run-dir", type=Path, help="where checkpoints, TensorBoard logs and result.json go")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry, e.g. --set train.method=sft (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint's policy in simulation (no human)")
+    p.add_argument("checkpoint", type=Path, help="checkpoint.safetensors of a run")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
+    p.add_argument("--unseen", action="store_true", help="objects over the wider unseen range")
+    p.add_argument("--seed", type=int, help="first evaluation seed (default: the run's train.eval_seed)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="learning benchmark: every method x task x seed, table and learning curves")
+    p.add_argument("--config", type=Path, default=Path("config/train_pick_cube.yaml"),
+                   help="experiment YAML the runs start from (default config/train_pick_cube.yaml)")
+    p.add_argument("--out", type=Path, default=Path("results/learning"), help="results folder (default "
+                   "results/learning); finished runs found there are not repeated")
+    p.add_argument("--tasks", help="comma-separated subset of pick_cube,peg_insert,drawer_open")
+    p.add_argument("--methods", help="comma-separated subset of sft,cal_conrft,co_rft,hil_conrft,"
+                   "hil_conrft_chunked,hg_dagger,hil_serl")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per task and method (default 3)")
+    p.add_argument("--horizon", type=int, default=4, help="chunk length H of co_rft and hil_conrft_chunked")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -54,3 +54,38 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     res = conrft("demo-stats", tmp_path)
     assert res.returncode == 2 and "not a rosbag2 bag" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.yaml"]
+
+
+TINY_RUN = ["--set", "sim.task=peg_insert", "--set", "sim.max_episode_steps=25", "--set", "demos.episodes=2",
+            "--set", "demos.noise=zero", "--set", "train.offline_updates=10", "--set", "train.online_env_steps=30",
+            "--set", "train.batch_size=16", "--set", "train.eval_episodes=1", "--set", "train.unseen_eval_episodes=1",
+            "--set", "train.agent.consistency.hidden_dim=32", "--set", "train.agent.critic.hidden_dim=32",
+            "--set", "train.device=cpu"]
+
+
+def test_train_then_eval_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    res = conrft("train", "config/train_pick_cube.yaml", "--run-dir", run, *TINY_RUN, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "peg_insert hil_conrft: success" in res.stdout
+    result = json.loads((run / "result.json").read_text())
+    assert result["online_env_steps"] >= 30 and result["unseen_success_rate"] is not None
+    assert result["config"]["agent"]["consistency"]["hidden_dim"] == 32  # the --set reached the run
+    assert any((run / "tensorboard").iterdir())
+
+    again = conrft("train", "config/train_pick_cube.yaml", "--run-dir", run, *TINY_RUN, "--quiet")
+    assert again.returncode == 2 and "--resume" in again.stderr  # an existing run is never overwritten
+
+    ev = conrft("eval", run / "checkpoint.safetensors", "--episodes", 2, "--unseen", "--json", tmp_path / "e.json")
+    assert ev.returncode == 0, ev.stderr
+    assert "2 episodes, unseen object range" in ev.stdout
+    assert json.loads((tmp_path / "e.json").read_text())["unseen"] is True
+
+
+def test_train_rejects_bad_config_and_eval_a_missing_checkpoint(tmp_path):
+    res = conrft("train", "config/train_pick_cube.yaml", "--set", "train.agent.critic.hiden_dim=8")
+    assert res.returncode == 2 and "train.agent.critic.hiden_dim" in res.stderr
+    res = conrft("train", "config/train_pick_cube.yaml", "--set", "train.method=bc")
+    assert res.returncode == 2 and "train.method 'bc' is unknown" in res.stderr
+    res = conrft("eval", tmp_path / "nope.safetensors")
+    assert res.returncode == 2 and "nope.safetensors does not exist" in res.stderr

@@ -65,9 +65,16 @@ class ConRFTAgent(nn.Module):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.members.parameters(), lr=cfg.critic_lr)
 
+    @property
+    def horizon(self) -> int:
+        return self.cfg.horizon
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_opt, "critic": self.critic_opt}
+
     @torch.no_grad()
-    def act(self, state: torch.Tensor) -> torch.Tensor:
-        """Action chunks (B, H, 7) in [-1, 1]."""
+    def act(self, state: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Action chunks (B, H, 7) in [-1, 1] (one-step consistency sampling is stochastic either way)."""
         return self.actor.sample(state)
 
     def critic_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
@@ -110,14 +117,23 @@ class ConRFTAgent(nn.Module):
         for _ in range(self.cfg.critic_updates_per_actor):
             batch = sample_batch()
             loss, info = self.critic_loss(batch, offline)
-            self._step(self.critic_opt, loss, self.critic.members.parameters())
+            gradient_step(self.critic_opt, loss, self.critic.members.parameters(), self.cfg.grad_clip)
             self.critic.update_targets()
         loss, actor_info = self.actor_loss(batch, offline)
-        self._step(self.actor_opt, loss, self.actor.parameters())
+        gradient_step(self.actor_opt, loss, self.actor.parameters(), self.cfg.grad_clip)
         return {**info, **actor_info}
 
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(list(params), self.cfg.grad_clip)
-        opt.step()
+    def update_bc(self, sample_batch) -> dict:
+        """Imitation only (SFT, HG-DAgger): one actor step on the consistency BC loss; the critic is unused."""
+        batch = sample_batch()
+        loss = self.actor.bc_loss(batch["actions"], batch["state"])
+        gradient_step(self.actor_opt, loss, self.actor.parameters(), self.cfg.grad_clip)
+        return {"actor/bc": loss.item()}
+
+
+def gradient_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
+    """zero_grad, backward, clip the global gradient norm, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(list(params), grad_clip)
+    opt.step()

@@ -84,3 +84,25 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix:
             raise CheckpointError(f"{source}: tensor '{prefix}{name}' has shape {tuple(value.shape)}, the model "
                                   f"expects {tuple(state[name].shape)}; was it saved with another config?")
     module.load_state_dict(given)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """An optimiser's per-parameter state (Adam: step, exp_avg, exp_avg_sq) as '{prefix}{param}/{key}' tensors;
+    the hyperparameters are rebuilt from the config, not stored."""
+    return {f"{prefix}{idx}/{key}": value if torch.is_tensor(value) else torch.tensor(value)
+            for idx, state in opt.state_dict()["state"].items() for key, value in state.items()}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """Inverse of `optimizer_tensors`; raises CheckpointError on a parameter the optimiser does not have."""
+    sd = opt.state_dict()
+    n_params = sum(len(g["params"]) for g in sd["param_groups"])
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix):
+            idx, key = name[len(prefix):].split("/", 1)
+            if not idx.isdigit() or int(idx) >= n_params:
+                raise CheckpointError(f"optimiser tensor '{name}' does not match this model's parameters")
+            state.setdefault(int(idx), {})[key] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)

@@ -67,6 +67,19 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
+    """Dotted name of the first key (sorted, depth first) whose value differs between two plain-data configs."""
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found = first_difference(x, y, _join(prefix, key))
+            if found:
+                return found
+        elif x != y:
+            return _join(prefix, key)
+    return None
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 

@@ -1,9 +1,15 @@
-"""The agent's losses on a toy problem whose answer is known: the Q term must improve on imitation."""
+"""The agents' losses: ConRFT on a toy problem whose answer is known (the Q term must improve on imitation),
+and the HIL-SERL baseline (SAC): squashed-Gaussian log-probability, soft TD target, the same toy problem."""
+import math
+
 import torch
+from torch.distributions import Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
 
 from conrft_core.agent import AgentConfig, ConRFTAgent, StageWeights
 from conrft_core.consistency import ConsistencyConfig
 from conrft_core.critic import CriticConfig
+from conrft_core.sac import SACAgent, SACConfig
 
 
 def toy_batch(n, generator):
@@ -63,3 +69,48 @@ def test_losses_touch_only_their_own_parameters():
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
     assert agent.act(batch["state"]).shape == (8, 3, 7)
+
+
+def test_log_prob_matches_torch_tanh_gaussian():
+    torch.manual_seed(0)
+    agent = SACAgent(3, SACConfig(hidden_dim=16, action_dim=2))
+    state = torch.randn(5, 3)
+    torch.manual_seed(1)
+    action, log_prob = agent.actor(state)
+    mean, log_std = agent.actor.net(state).chunk(2, dim=-1)
+    dist = TransformedDistribution(Normal(mean, log_std.clamp(-5, 2).exp()), [TanhTransform()])
+    expected = dist.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
+    torch.testing.assert_close(log_prob, expected, atol=2e-3, rtol=1e-4)
+    det, _ = agent.actor(state, deterministic=True)
+    torch.testing.assert_close(det, torch.tanh(mean))
+
+
+def test_soft_td_target_by_hand():
+    torch.manual_seed(0)
+    cfg = SACConfig(hidden_dim=8, action_dim=1, init_temperature=0.5)
+    agent = SACAgent(1, cfg)
+    batch = {"state": torch.zeros(2, 1), "next_state": torch.ones(2, 1), "actions": torch.zeros(2, 1, 1),
+             "rewards": torch.tensor([[1.0], [2.0]]), "reward_mask": torch.ones(2, 1),
+             "discount": torch.full((2,), cfg.critic.gamma), "done": torch.tensor([0.0, 1.0])}
+    torch.manual_seed(5)
+    loss, info = agent.critic_loss(batch)
+    torch.manual_seed(5)
+    a2, logp2 = agent.actor(batch["next_state"])
+    v = agent.critic.target_min(batch["next_state"], a2) - 0.5 * logp2
+    y = torch.tensor([1.0 + cfg.critic.gamma * v[0].item(), 2.0])  # the terminal sample does not bootstrap
+    q = agent.critic(batch["state"], batch["actions"])
+    assert math.isclose(loss.item(), (q - y).pow(2).mean().item(), rel_tol=1e-5)
+    assert math.isclose(info["critic/target_mean"], y.mean().item(), rel_tol=1e-5)
+
+
+def test_sac_learns_the_toy_task_and_tunes_its_temperature():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    agent = SACAgent(2, SACConfig(hidden_dim=64, actor_lr=1e-3, critic_lr=1e-3, critic_updates_per_actor=1))
+    for _ in range(300):
+        info = agent.update(lambda: toy_batch(64, g))
+    sign = torch.randint(0, 2, (400,)).float() * 2 - 1
+    a = agent.act(torch.stack([sign, torch.ones(400)], dim=1), deterministic=True)
+    assert a.shape == (400, 1, 7)
+    assert (torch.sign(a[:, 0, 0]) == sign).float().mean() > 0.95
+    assert info["actor/alpha"] != 0.1  # the temperature moved from its initial value

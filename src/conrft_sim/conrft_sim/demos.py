@@ -79,3 +79,17 @@ def generate_demos(
         f"only {kept} of {episodes} demonstrations succeeded in {max_attempts} attempts; "
         f"use --noise zero or --keep-failures"
     )
+
+
+class Demonstrator:
+    """The scripted expert as a human who is always in control (the `Human` protocol of conrft_core.training):
+    with `conrft_core.training.collect_demos` it records demonstrations together with their policy features."""
+
+    def __init__(self, task_name: str, noise: ExpertNoise, rng: np.random.Generator):
+        self.expert = make_expert(task_name, noise, rng)
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def step(self, env: ConRFTSimEnv, policy_action) -> tuple[np.ndarray, bool]:
+        return np.asarray(self.expert.act(env.sim), np.float32), True

@@ -1,0 +1,127 @@
+"""Learning benchmark (`conrft bench`): every method on every task, several seeds, the same demonstrations.
+
+Protocol (issue: "conrft_core: the learning library and the evidence that it works"): per task, 20
+demonstrations in the human-like setting, SFT / Cal-ConRFT / CO-RFT offline, HIL-ConRFT with H = 1 and with
+a chunk H > 1, HG-DAgger and HIL-SERL at the same online step budget, evaluation on fixed seeds distinct from
+training seeds (training range and unseen range). Each run writes its own JSON (result + exact config) under
+`out/runs/`; `summary.json`, `summary.md` (the README table) and one learning-curve PNG per task sit in `out/`.
+Runs already finished (their JSON exists) are skipped, so an interrupted benchmark continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conrft_sim.experiment import load_experiment, run_experiment
+
+# label -> config overrides; `{H}` stands for the chunk length of the chunked variants.
+METHOD_OVERRIDES = {
+    "sft": {"train.method": "sft"},
+    "cal_conrft": {"train.method": "cal_conrft"},
+    "co_rft": {"train.method": "co_rft", "train.agent.consistency.horizon": "{H}"},
+    "hil_conrft": {"train.method": "hil_conrft"},
+    "hil_conrft_chunked": {"train.method": "hil_conrft", "train.agent.consistency.horizon": "{H}"},
+    "hg_dagger": {"train.method": "hg_dagger"},
+    "hil_serl": {"train.method": "hil_serl"},
+}
+TASKS = ("pick_cube", "peg_insert", "drawer_open")
+FIELDS = ("success_rate", "mean_length", "unseen_success_rate", "online_env_steps", "intervention_rate",
+          "wall_time_s", "updates_per_s", "env_steps_per_s")
+
+
+def run_benchmark(config: Path, out: Path, tasks=TASKS, methods=tuple(METHOD_OVERRIDES), seeds=(0, 1, 2),
+                  horizon: int = 4, overrides: dict | None = None, progress: bool = True) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    unknown = [m for m in methods if m not in METHOD_OVERRIDES]
+    if unknown:
+        raise ValueError(f"unknown benchmark method(s) {unknown}; choose from {', '.join(METHOD_OVERRIDES)}")
+    for task in tasks:
+        for method in methods:
+            for seed in seeds:
+                path = out / "runs" / f"{task}_{method}_seed{seed}.json"
+                if path.exists():
+                    continue
+                sets = {k: (horizon if v == "{H}" else v) for k, v in METHOD_OVERRIDES[method].items()}
+                cfg = load_experiment(config, {**(overrides or {}), **sets, "sim.task": task, "train.seed": seed,
+                                               "demos.seed": seed * 1000})
+                print(f"== {task} {method} seed {seed}", flush=True)
+                start = time.perf_counter()
+                result = run_experiment(cfg, run_dir=None, progress=progress)
+                result.update(label=method, seed=seed, wall_time_s=time.perf_counter() - start)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=2))
+    return summarize(out, tasks, methods)
+
+
+def summarize(out: Path, tasks=TASKS, methods=tuple(METHOD_OVERRIDES)) -> dict:
+    """Mean and spread over seeds per (task, method), the Markdown table and the learning-curve plots."""
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    table: dict = {}
+    for task in tasks:
+        for method in methods:
+            mine = [r for r in runs if r["task"] == task and r["label"] == method]
+            if not mine:
+                continue
+            entry = {"seeds": [r["seed"] for r in mine]}
+            for key in FIELDS:
+                values = [r[key] for r in mine if r.get(key) is not None]
+                entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))} if values else None
+            table.setdefault(task, {})[method] = entry
+    summary = {"machine": f"{platform.machine()}, {platform.node()}", "table": table}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(markdown(table))
+    for task in table:
+        plot_curves(task, [r for r in runs if r["task"] == task], out / f"curve_{task}.png")
+    return summary
+
+
+def _fmt(entry, key, pct=False):
+    v = entry.get(key)
+    if v is None:
+        return "-"
+    if pct:
+        return f"{100 * v['mean']:.0f}% ± {100 * v['std']:.0f}"
+    return f"{v['mean']:.1f}" if v["mean"] < 1000 else f"{v['mean']:.0f}"
+
+
+def markdown(table: dict) -> str:
+    lines = ["| task | method | seeds | success | mean length | unseen success | online steps | intervention rate "
+             "| wall time (s) | updates/s | env steps/s |", "|" + " --- |" * 11]
+    for task, methods in table.items():
+        for method, e in methods.items():
+            lines.append(f"| {task} | {method} | {len(e['seeds'])} | {_fmt(e, 'success_rate', True)} | "
+                         f"{_fmt(e, 'mean_length')} | {_fmt(e, 'unseen_success_rate', True)} | "
+                         f"{_fmt(e, 'online_env_steps')} | {_fmt(e, 'intervention_rate')} | "
+                         f"{_fmt(e, 'wall_time_s')} | {_fmt(e, 'updates_per_s')} | {_fmt(e, 'env_steps_per_s')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(task: str, runs: list[dict], path: Path) -> None:
+    """Success vs online steps (mean over seeds) for online methods; offline ones as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = sorted({r["label"] for r in runs})
+    budget = max([r["online_env_steps"] for r in runs] + [1])
+    for label in labels:
+        mine = [r for r in runs if r["label"] == label]
+        if len(mine[0]["curve"]) > 1:
+            steps = [p["env_steps"] for p in mine[0]["curve"]]
+            n = min(len(r["curve"]) for r in mine)
+            success = np.mean([[p["success_rate"] for p in r["curve"][:n]] for r in mine], axis=0)
+            ax.plot(steps[:n], 100 * success, marker="o", ms=3, label=label)
+        else:
+            ax.hlines(100 * np.mean([r["success_rate"] for r in mine]), 0, budget, linestyles="--", label=label)
+    ax.set(xlabel="online env steps", ylabel="success rate (%)", ylim=(-2, 102), title=f"{task}: evaluation success")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

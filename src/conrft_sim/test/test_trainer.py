@@ -1,0 +1,120 @@
+"""Training stages of every method against the real simulator (state features, tiny networks): what each
+method runs, determinism under a seed, checkpoints with resume after a crash, policy loading."""
+import json
+import os
+
+os.environ["MUJOCO_GL"] = "egl"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from conrft_core.checkpoint import CheckpointError  # noqa: E402
+from conrft_core.trainer import METHODS, Trainer, load_policy  # noqa: E402
+from conrft_sim import experiment  # noqa: E402
+from conrft_sim.experiment import ExperimentConfig, make_env, run_experiment  # noqa: E402
+from conrft_core.config import from_dict  # noqa: E402
+
+TINY = {"hidden_dim": 32}
+
+
+def tiny(method="hil_conrft", **train):
+    """Experiment config small enough for seconds: peg_insert (short episodes), 3 demos, tiny nets."""
+    horizon = 3 if method == "co_rft" else 1
+    data = {"sim": {"task": "peg_insert", "max_episode_steps": 25}, "demos": {"episodes": 3, "noise": "zero"},
+            "train": {"method": method, "offline_updates": 20, "online_env_steps": 60, "batch_size": 16,
+                      "eval_episodes": 2, "eval_every_steps": 30, "device": "cpu",
+                      "agent": {"consistency": {**TINY, "horizon": horizon, "num_levels": 10},
+                                "critic": {**TINY, "cql_num_samples": 2}},
+                      "sac": TINY, **train}}
+    return from_dict(ExperimentConfig, data)
+
+
+def policy_tensors(run_dir):
+    policy, _ = load_policy(run_dir / Trainer.CHECKPOINT, device="cpu")
+    return policy.tensors()
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_each_method_runs_its_stages(method, tmp_path):
+    result = run_experiment(tiny(method), tmp_path, progress=False)
+    spec = METHODS[method]
+    assert json.loads((tmp_path / "result.json").read_text())["method"] == method
+    assert (tmp_path / "tensorboard").is_dir() and (tmp_path / "metrics.jsonl").stat().st_size > 0
+    if spec.online:
+        assert result["online_env_steps"] >= 60 and result["online_episodes"] >= 3
+        assert 0 < result["intervention_rate"] <= 1  # an untrained policy gets taken over
+        assert result["updates"] >= (20 if spec.offline else 0) + result["online_env_steps"]
+        assert [p["env_steps"] for p in result["curve"]][:2] == [0, result["curve"][1]["env_steps"]]
+    else:
+        assert result["online_env_steps"] == 0 and result["updates"] == 20 and len(result["curve"]) == 1
+    assert 0 <= result["success_rate"] <= 1 and result["config"]["method"] == method
+
+
+def test_same_seed_gives_the_same_policy(tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        run_experiment(tiny("sft", seed=seed), tmp_path / name, progress=False)
+    a, b, c = (policy_tensors(tmp_path / n) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if k.startswith("agent/"))
+
+
+def test_resume_after_a_crash_loses_no_episode(tmp_path, monkeypatch):
+    cfg = tiny("hil_conrft", online_env_steps=100, checkpoint_every_steps=1)  # a checkpoint after every episode
+    real_rollout, calls = experiment.Trainer.online.__globals__["rollout"], []
+
+    def crashing_rollout(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the learner is killed during its third online episode
+        return real_rollout(*args, **kwargs)
+
+    monkeypatch.setitem(experiment.Trainer.online.__globals__, "rollout", crashing_rollout)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path, progress=False)
+    monkeypatch.undo()
+    env, featurizer = make_env(cfg)
+    saved = Trainer(cfg.train, env, featurizer, run_dir=tmp_path, progress=False)
+    assert saved.restore()
+    assert saved.episodes == 2 and saved.online_buffer.num_episodes == 2 and saved.offline_done == 20
+    assert len(saved.online_buffer) == saved.env_steps
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_experiment(cfg, tmp_path, progress=False)
+    result = run_experiment(cfg, tmp_path, resume=True, progress=False)
+    assert result["online_env_steps"] >= 100 and result["updates"] >= 20 + result["online_env_steps"]
+    resumed = Trainer(cfg.train, env, featurizer, run_dir=tmp_path, progress=False)
+    resumed.restore()
+    assert resumed.online_buffer.num_episodes == resumed.episodes > 2  # the two before the crash are kept
+
+    other = tiny("hil_conrft", online_env_steps=100, checkpoint_every_steps=1, agent={"critic": {"hidden_dim": 64}})
+    with pytest.raises(CheckpointError, match=r"train\.agent\.\w+\.hidden_dim differs"):
+        Trainer(other.train, env, featurizer, run_dir=tmp_path, progress=False).restore()
+
+
+def test_loaded_policy_acts_like_the_trained_one(tmp_path):
+    cfg = tiny("sft")
+    run_experiment(cfg, tmp_path, progress=False)
+    policy, config = load_policy(tmp_path / Trainer.CHECKPOINT, device="cpu")
+    assert config["meta"]["task"] == "peg_insert" and policy.agent.horizon == 1
+    env, featurizer = make_env(cfg)
+    obs, _ = env.reset(seed=0)
+    torch.manual_seed(0)
+    chunk = policy(featurizer(obs))
+    assert chunk.shape == (1, 7) and np.all(np.abs(chunk) <= 1)
+    result = experiment.evaluate_checkpoint(tmp_path / Trainer.CHECKPOINT, episodes=2, device="cpu")
+    assert result["task"] == "peg_insert" and result["episodes"] == 2 and 0 <= result["success_rate"] <= 1
+
+    data = bytearray((tmp_path / Trainer.CHECKPOINT).read_bytes())
+    data[-100] ^= 0xFF
+    (tmp_path / "corrupt.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_policy(tmp_path / "corrupt.safetensors", device="cpu")
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="train.method 'dagger' is unknown"):
+        tiny("dagger")
+    with pytest.raises(ValueError, match="co_rft trains action chunks: set train.agent.consistency.horizon"):
+        from_dict(ExperimentConfig, {"train": {"method": "co_rft"}})
+    with pytest.raises(ValueError, match="features 'vla_remote'"):
+        from_dict(ExperimentConfig, {"features": "vla_remote"})
