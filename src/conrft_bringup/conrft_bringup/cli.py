@@ -94,11 +94,19 @@ def cmd_train(args) -> int:
 
     cfg = load_experiment(args.config, _overrides(args.set))
     result = run_experiment(cfg, args.run_dir, resume=args.resume, progress=not args.quiet)
+    print("online steps | success | mean length   (evaluation, no human)")
+    for point in result["curve"]:
+        print(f"{point['env_steps']:>12} | {point['success_rate']:>7.0%} | {point['mean_length']:>11.1f}")
+    if result["unseen_success_rate"] is not None:
+        print(f"unseen object range: success {result['unseen_success_rate']:.0%}")
     print(f"{result['task']} {result['method']}: success {result['success_rate']:.0%}, mean length "
           f"{result['mean_length']:.1f}, online steps {result['online_env_steps']}, intervention rate "
           f"{result['intervention_rate']:.2f}")
     if args.run_dir:
-        print(f"run directory: {args.run_dir} (checkpoint.safetensors, result.json, tensorboard/)")
+        from conrft_sim.learning_bench import plot_curves
+
+        plot_curves(result["task"], [result], args.run_dir / "curve.png")
+        print(f"run directory: {args.run_dir} (checkpoint.safetensors, result.json, curve.png, tensorboard/)")
     return 0
 
 
@@ -160,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_stats)
 
     p = sub.add_parser("train", help="a simulated training run in-process: demos, offline and online stages, eval")
-    p.add_argument("config", type=Path, help="experiment YAML (e.g. config/train_pick_cube.yaml)")
+    p.add_argument("config", type=Path, help="experiment YAML (e.g. config/train_sim.yaml)")
     p.add_argument("--run-dir", type=Path, help="where checkpoints, TensorBoard logs and result.json go")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -178,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="learning benchmark: every method x task x seed, table and learning curves")
-    p.add_argument("--config", type=Path, default=Path("config/train_pick_cube.yaml"),
-                   help="experiment YAML the runs start from (default config/train_pick_cube.yaml)")
+    p.add_argument("--config", type=Path, default=Path("config/train_sim.yaml"),
+                   help="experiment YAML the runs start from (default config/train_sim.yaml)")
     p.add_argument("--out", type=Path, default=Path("results/learning"), help="results folder (default "
                    "results/learning); finished runs found there are not repeated")
     p.add_argument("--tasks", help="comma-separated subset of pick_cube,peg_insert,drawer_open")

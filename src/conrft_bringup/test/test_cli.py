@@ -65,7 +65,7 @@ TINY_RUN = ["--set", "sim.task=peg_insert", "--set", "sim.max_episode_steps=25",
 
 def test_train_then_eval_a_checkpoint(tmp_path):
     run = tmp_path / "run"
-    res = conrft("train", "config/train_pick_cube.yaml", "--run-dir", run, *TINY_RUN, "--quiet")
+    res = conrft("train", "config/train_sim.yaml", "--run-dir", run, *TINY_RUN, "--quiet")
     assert res.returncode == 0, res.stderr
     assert "peg_insert hil_conrft: success" in res.stdout
     result = json.loads((run / "result.json").read_text())
@@ -73,7 +73,7 @@ def test_train_then_eval_a_checkpoint(tmp_path):
     assert result["config"]["agent"]["consistency"]["hidden_dim"] == 32  # the --set reached the run
     assert any((run / "tensorboard").iterdir())
 
-    again = conrft("train", "config/train_pick_cube.yaml", "--run-dir", run, *TINY_RUN, "--quiet")
+    again = conrft("train", "config/train_sim.yaml", "--run-dir", run, *TINY_RUN, "--quiet")
     assert again.returncode == 2 and "--resume" in again.stderr  # an existing run is never overwritten
 
     ev = conrft("eval", run / "checkpoint.safetensors", "--episodes", 2, "--unseen", "--json", tmp_path / "e.json")
@@ -83,9 +83,9 @@ def test_train_then_eval_a_checkpoint(tmp_path):
 
 
 def test_train_rejects_bad_config_and_eval_a_missing_checkpoint(tmp_path):
-    res = conrft("train", "config/train_pick_cube.yaml", "--set", "train.agent.critic.hiden_dim=8")
+    res = conrft("train", "config/train_sim.yaml", "--set", "train.agent.critic.hiden_dim=8")
     assert res.returncode == 2 and "train.agent.critic.hiden_dim" in res.stderr
-    res = conrft("train", "config/train_pick_cube.yaml", "--set", "train.method=bc")
+    res = conrft("train", "config/train_sim.yaml", "--set", "train.method=bc")
     assert res.returncode == 2 and "train.method 'bc' is unknown" in res.stderr
     res = conrft("eval", tmp_path / "nope.safetensors")
     assert res.returncode == 2 and "nope.safetensors does not exist" in res.stderr

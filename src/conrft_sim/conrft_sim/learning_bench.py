@@ -108,6 +108,8 @@ def plot_curves(task: str, runs: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    for r in runs:
+        r.setdefault("label", r["method"])  # a single `conrft train` result has no benchmark label
     labels = sorted({r["label"] for r in runs})
     budget = max([r["online_env_steps"] for r in runs] + [1])
     for label in labels:

@@ -7,7 +7,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from conrft_core.episode import Episode  # noqa: E402
-from conrft_core.training import StateFeaturizer, TrainConfig, human_segments, rollout  # noqa: E402
+from conrft_core.trainer import TrainConfig  # noqa: E402
+from conrft_core.training import StateFeaturizer, human_segments, rollout  # noqa: E402
 from conrft_sim.env import ConRFTSimEnv  # noqa: E402
 from conrft_sim.sim import SimConfig  # noqa: E402
 
