@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 from conrft_core.bags import BagError
-from conrft_core.config import ConfigError
+from conrft_core.config import ConfigError, from_dict, load_yaml
 
 USER_ERRORS = (ConfigError, BagError, ValueError, FileNotFoundError, FileExistsError, RuntimeError)
 
 
 def _sim_config(args):
     """SimConfig from --config (YAML, its `sim:` section or the whole file) with CLI overrides."""
-    from conrft_core.config import from_dict, load_yaml
     from conrft_sim.sim import SimConfig
 
     data = load_yaml(args.config) if args.config else {}
@@ -138,6 +137,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_pretrain(args) -> int:
+    from conrft_core.pretrain import PretrainConfig
+    from conrft_sim.experiment import pretrain_vla
+    from conrft_sim.tasks import TASKS
+
+    data = load_yaml(args.config) if args.config else {}
+    data = dict(data.get("pretrain", data))
+    if args.steps is not None:
+        data["steps"] = args.steps
+    cfg = from_dict(PretrainConfig, data, "pretrain")
+    tasks = args.tasks.split(",") if args.tasks else sorted(TASKS)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} in --tasks; choose from {', '.join(sorted(TASKS))}")
+    if args.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    info = pretrain_vla(cfg, args.out, tasks, args.episodes, noise=args.noise, seed=args.seed, device=args.device,
+                        progress=not args.quiet)
+    print(f"wrote {info['out']}: {info['parameters']} parameters, pretrained on {info['episodes']} episodes "
+          f"({info['steps']} steps) of {', '.join(tasks)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conrft",
@@ -184,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("pretrain", help="generalist multi-task imitation pretraining of the built-in VLA")
+    p.add_argument("--out", type=Path, required=True, help="output file (vla.safetensors)")
+    p.add_argument("--config", type=Path, help="YAML with a `pretrain:` section (backbone, head, steps, ...)")
+    p.add_argument("--tasks", help="comma-separated tasks (default: all)")
+    p.add_argument("--episodes", type=int, default=50, help="scripted demonstrations per task (default 50)")
+    p.add_argument("--noise", default="zero", help="expert setting of those demonstrations: zero or human_like")
+    p.add_argument("--steps", type=int, help="gradient steps (overrides the config)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("bench", help="learning benchmark: every method x task x seed, table and learning curves")
     p.add_argument("--config", type=Path, default=Path("config/train_sim.yaml"),

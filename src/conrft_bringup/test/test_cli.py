@@ -89,3 +89,15 @@ def test_train_rejects_bad_config_and_eval_a_missing_checkpoint(tmp_path):
     assert res.returncode == 2 and "train.method 'bc' is unknown" in res.stderr
     res = conrft("eval", tmp_path / "nope.safetensors")
     assert res.returncode == 2 and "nope.safetensors does not exist" in res.stderr
+
+
+def test_pretrain_writes_a_vla_and_rejects_unknown_tasks(tmp_path):
+    cfg = tmp_path / "pretrain.yaml"
+    cfg.write_text("pretrain:\n  backbone: {image_size: 32, patch_grid: 4, d_model: 32, num_layers: 1, num_heads: 2}\n"
+                   "  head: {hidden_dim: 32}\n  batch_size: 8\n")
+    res = conrft("pretrain", "--out", tmp_path / "vla.safetensors", "--config", cfg, "--tasks", "pick_cube",
+                 "--episodes", 1, "--steps", 3, "--device", "cpu", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "pretrained on 1 episodes" in res.stdout and (tmp_path / "vla.safetensors").stat().st_size > 10_000
+    res = conrft("pretrain", "--out", tmp_path / "x.safetensors", "--tasks", "pick_cube,stack_blocks")
+    assert res.returncode == 2 and "stack_blocks" in res.stderr and not (tmp_path / "x.safetensors").exists()

@@ -5,7 +5,8 @@ Used by `conrft train` and `conrft eval` and by the learning benchmark (`conrft 
 over ROS 2 in the node graph; this is the in-process reference.
 
 Features: `state` (proprio + the simulator's privileged object state, no cameras rendered) is the cheap
-configuration the tests and the CPU benchmark use.
+configuration the tests and the CPU benchmark use; `vla` is ConRFT's frozen-backbone mode: the embedding of
+the pretrained VLA in `vla_checkpoint` (`conrft pretrain`) plus proprio, from rendered camera images.
 """
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ import numpy as np
 
 from conrft_core.config import from_dict, load_yaml, to_dict
 from conrft_core.runlog import RunLog
-from conrft_core.trainer import TrainConfig, Trainer, load_policy
-from conrft_core.training import StateFeaturizer, collect_demos, evaluate
-from conrft_sim.demos import NOISE_PRESETS, Demonstrator, noise_preset
+from conrft_core.pretrain import PretrainConfig, VLAFeaturizer, load_vla, pretrain, save_vla
+from conrft_core.trainer import TrainConfig, Trainer, load_policy, resolve_device
+from conrft_core.training import Featurizer, StateFeaturizer, collect_demos, evaluate
+from conrft_sim.demos import NOISE_PRESETS, Demonstrator, generate_demos, noise_preset
 from conrft_sim.env import ConRFTSimEnv
 from conrft_sim.intervener import IntervenerConfig, ScriptedIntervener
 from conrft_sim.sim import SimConfig
 
-FEATURES = ("state",)
+FEATURES = ("state", "vla")
 
 
 @dataclass
@@ -42,6 +44,7 @@ class DemoConfig:
 @dataclass
 class ExperimentConfig:
     features: str = "state"
+    vla_checkpoint: str = ""  # vla.safetensors from `conrft pretrain`, for features: vla
     sim: SimConfig = field(default_factory=SimConfig)
     demos: DemoConfig = field(default_factory=DemoConfig)
     intervener: IntervenerConfig = field(default_factory=IntervenerConfig)
@@ -50,6 +53,8 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
             raise ValueError(f"features '{self.features}' is not available; choose one of {', '.join(FEATURES)}")
+        if self.features == "vla" and not self.vla_checkpoint:
+            raise ValueError("features: vla needs vla_checkpoint (a vla.safetensors written by `conrft pretrain`)")
         if self.demos.seed + 3 * self.demos.episodes > self.train.eval_seed:
             raise ValueError("demos.seed is so large that demonstration seeds would reach train.eval_seed")
 
@@ -66,8 +71,15 @@ def load_experiment(path: str | Path, overrides: dict | None = None) -> Experime
     return from_dict(ExperimentConfig, data)
 
 
-def make_env(cfg: ExperimentConfig) -> tuple[ConRFTSimEnv, StateFeaturizer]:
-    """The simulator env and its featurizer; state features need no rendering, so no cameras."""
+def make_env(cfg: ExperimentConfig, device: str = "auto") -> tuple[ConRFTSimEnv, Featurizer]:
+    """The simulator env and its featurizer: state features need no rendering, so no cameras; VLA features
+    render the backbone's cameras at its image size."""
+    if cfg.features == "vla":
+        model = load_vla(cfg.vla_checkpoint, resolve_device(device))
+        bb = model.cfg.backbone
+        sim = from_dict(SimConfig, {**to_dict(cfg.sim), "cameras": list(bb.cameras), "image_width": bb.image_size,
+                                    "image_height": bb.image_size}, "sim")
+        return ConRFTSimEnv(sim), VLAFeaturizer(model)
     sim = from_dict(SimConfig, {**to_dict(cfg.sim), "cameras": []}, "sim")
     env = ConRFTSimEnv(sim, privileged_state=True)
     obs, _ = env.reset(seed=0)
@@ -81,7 +93,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path | None, resume: bo
     With `resume`, an existing checkpoint in `run_dir` is continued (same config required); without it a
     `run_dir` holding a checkpoint is refused rather than overwritten.
     """
-    env, featurizer = make_env(cfg)
+    env, featurizer = make_env(cfg, cfg.train.device)
     task = cfg.sim.task
     log = RunLog(run_dir, quiet=not progress)
     meta = {"task": task, "features": cfg.features, "experiment": to_dict(cfg)}
@@ -109,7 +121,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int, unseen: bool = False, f
     """Success rate and mean length of a checkpoint's policy, on the env its run was trained in."""
     policy, config = load_policy(path, device=device)
     cfg = from_dict(ExperimentConfig, config["meta"]["experiment"])
-    env, featurizer = make_env(cfg)
+    env, featurizer = make_env(cfg, device)
     if featurizer.dim != config["feature_dim"]:
         raise ValueError(f"checkpoint {path} expects {config['feature_dim']} features, the env gives {featurizer.dim}")
     try:
@@ -119,3 +131,23 @@ def evaluate_checkpoint(path: str | Path, episodes: int, unseen: bool = False, f
                 **evaluate(env, featurizer, act, episodes, seed, unseen=unseen)}
     finally:
         env.close()
+
+
+def pretrain_vla(cfg: PretrainConfig, out: str | Path, tasks: list[str], episodes_per_task: int, noise: str = "zero",
+                 seed: int = 0, device: str = "auto", progress: bool = True) -> dict:
+    """Generalist pretraining on scripted demonstrations of `tasks` rendered at the backbone's image size;
+    writes `out` (vla.safetensors). Demo seeds: seed * 100000 + task index * 10000 + i."""
+    bb = cfg.backbone
+    episodes = []
+    for k, task in enumerate(tasks):
+        sim = SimConfig(task=task, cameras=bb.cameras, image_width=bb.image_size, image_height=bb.image_size)
+        env = ConRFTSimEnv(sim)
+        try:
+            episodes += [ep for ep, _ in generate_demos(env, noise_preset(noise), episodes_per_task,
+                                                         seed=seed * 100_000 + k * 10_000)]
+        finally:
+            env.close()
+    model = pretrain(episodes, cfg, resolve_device(device), progress=progress)
+    save_vla(out, model)
+    return {"episodes": len(episodes), "steps": sum(ep.length for ep in episodes), "tasks": tasks,
+            "parameters": sum(p.numel() for p in model.parameters()), "out": str(out)}
