@@ -1,0 +1,36 @@
+"""The learning benchmark's bookkeeping: one JSON per run with the exact config, resumable, summary table and
+learning-curve plot (tiny runs; the real numbers come from `conrft bench`)."""
+import json
+import os
+
+os.environ["MUJOCO_GL"] = "egl"
+
+import pytest  # noqa: E402
+
+from conrft_sim.learning_bench import run_benchmark  # noqa: E402
+
+TINY = {"sim.max_episode_steps": 25, "demos.episodes": 2, "demos.noise": "zero", "train.offline_updates": 5,
+        "train.online_env_steps": 25, "train.batch_size": 8, "train.eval_episodes": 1, "train.eval_every_steps": 25,
+        "train.device": "cpu", "train.agent.consistency.hidden_dim": 16, "train.agent.critic.hidden_dim": 16,
+        "train.sac.hidden_dim": 16}
+
+
+def test_runs_are_recorded_summarised_and_not_repeated(tmp_path):
+    kwargs = dict(tasks=("peg_insert",), methods=("sft", "hil_conrft_chunked"), seeds=(0,), horizon=2,
+                  overrides=TINY, progress=False)
+    summary = run_benchmark("config/train_sim.yaml", tmp_path, **kwargs)
+    runs = sorted((tmp_path / "runs").glob("*.json"))
+    assert [p.name for p in runs] == ["peg_insert_hil_conrft_chunked_seed0.json", "peg_insert_sft_seed0.json"]
+    chunked = json.loads(runs[0].read_text())
+    assert chunked["config"]["agent"]["consistency"]["horizon"] == 2 and chunked["config"]["method"] == "hil_conrft"
+    assert chunked["online_env_steps"] >= 25 and len(chunked["curve"]) >= 2 and chunked["wall_time_s"] > 0
+    assert set(summary["table"]["peg_insert"]) == {"sft", "hil_conrft_chunked"}
+    table = (tmp_path / "summary.md").read_text()
+    assert "| peg_insert | sft | 1 |" in table and (tmp_path / "curve_peg_insert.png").stat().st_size > 5_000
+
+    stamp = runs[1].stat().st_mtime_ns
+    run_benchmark("config/train_sim.yaml", tmp_path, **kwargs)  # finished runs are skipped
+    assert runs[1].stat().st_mtime_ns == stamp
+
+    with pytest.raises(ValueError, match="unknown benchmark method"):
+        run_benchmark("config/train_sim.yaml", tmp_path, methods=("ppo",), overrides=TINY)
