@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from conrft_core.agent import gradient_step
 from conrft_core.backbone import BackboneConfig, OctoStyleBackbone
 from conrft_core.checkpoint import CheckpointError, load_checkpoint, load_into, save_checkpoint
 from conrft_core.config import ConfigError, from_dict, to_dict
@@ -104,10 +105,7 @@ def pretrain(episodes: list[Episode], cfg: PretrainConfig, device: torch.device,
         images = {c: v.to(device) for c, v in images.items()}
         feats = model.features(images, proprio.to(device), instructions)
         loss = model.head.bc_loss(actions.to(device), feats)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        gradient_step(opt, loss, model.parameters(), grad_clip=1.0)
         bar.set_postfix(bc=f"{loss.item():.3f}")
     return model.eval()
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from conrft_core.agent import AgentConfig, ConRFTAgent
 from conrft_core.checkpoint import (CheckpointError, load_checkpoint, load_into, load_optimizer, optimizer_tensors,
                                     save_checkpoint)
-from conrft_core.config import first_difference, to_dict
+from conrft_core.config import ConfigError, first_difference, from_dict, to_dict
 from conrft_core.episode import Episode
 from conrft_core.replay import ReplayBuffer, sample_mixed
 from conrft_core.runlog import RunLog
@@ -208,9 +208,8 @@ class Trainer:
         return lambda: self._batch(sample_mixed([self.demo_buffer, self.online_buffer], fractions, cfg.batch_size,
                                                 horizon, gamma, self.rng))
 
-    def _update(self, offline: bool) -> dict:
+    def _update(self, sample, offline: bool) -> dict:
         start = time.perf_counter()
-        sample = self._sampler(mixed=not offline and self.method.mixed_batches)
         info = self.agent.update_bc(sample) if self.method.imitation else self.agent.update(sample, offline=offline)
         self.update_seconds += time.perf_counter() - start
         self.updates += 1
@@ -235,10 +234,11 @@ class Trainer:
     def offline(self) -> None:
         """Cal-ConRFT / CO-RFT (or BC for sft, hg_dagger) on the demonstration buffer only."""
         todo = self.cfg.offline_updates - self.offline_done
+        sample = self._sampler(mixed=False)
         info: dict = {}
         for _ in tqdm(range(todo), desc=f"offline {self.cfg.method}", unit="upd", disable=not self.progress,
                       mininterval=2.0):
-            info = self._update(offline=True)
+            info = self._update(sample, offline=True)
             self.offline_done += 1
             if self.offline_done % 100 == 0:
                 self.log.scalars("offline", self.offline_done, info)
@@ -262,9 +262,10 @@ class Trainer:
             self.online_buffer.add_episode(ep, embeddings=feats)
             for seg in human_segments(ep, feats):
                 self.demo_buffer.add_episode(*seg)
+            sample = self._sampler(mixed=self.method.mixed_batches)
             info: dict = {}
             for _ in range(round(ep.length * self.cfg.updates_per_env_step)):
-                info = self._update(offline=False)
+                info = self._update(sample, offline=False)
             self.log.scalars("episode", self.env_steps, {"success": ep.success, "length": ep.length,
                                                          "intervention_rate": float(ep.intervened.mean())})
             self.log.scalars("online", self.env_steps, info)
@@ -366,8 +367,6 @@ class Trainer:
 def load_policy(path: str | Path, device: str = "auto") -> tuple[Policy, dict]:
     """The policy of a checkpoint (agent and normalisation) and the checkpoint's config, for evaluation
     (`conrft eval`) and the policy node; the config's `meta` says how to rebuild env and featurizer."""
-    from conrft_core.config import ConfigError, from_dict
-
     tensors, config = load_checkpoint(path)
     try:
         cfg = from_dict(TrainConfig, {**config["train"], "device": device}, "train")

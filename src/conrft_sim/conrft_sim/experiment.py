@@ -93,15 +93,15 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path | None, resume: bo
     With `resume`, an existing checkpoint in `run_dir` is continued (same config required); without it a
     `run_dir` holding a checkpoint is refused rather than overwritten.
     """
+    if run_dir is not None and (Path(run_dir) / Trainer.CHECKPOINT).exists() and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                              f"another --run-dir")
     env, featurizer = make_env(cfg, cfg.train.device)
     task = cfg.sim.task
     log = RunLog(run_dir, quiet=not progress)
     meta = {"task": task, "features": cfg.features, "experiment": to_dict(cfg)}
     trainer = Trainer(cfg.train, env, featurizer, run_dir=run_dir, log=log, meta=meta, progress=progress)
     try:
-        if run_dir is not None and (Path(run_dir) / Trainer.CHECKPOINT).exists() and not resume:
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                                  f"another --run-dir")
         if not trainer.restore():
             demonstrator = Demonstrator(task, noise_preset(cfg.demos.noise), np.random.default_rng(cfg.demos.seed))
             demos = collect_demos(env, featurizer, demonstrator, cfg.demos.episodes, seed=cfg.demos.seed)

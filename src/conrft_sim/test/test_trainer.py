@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from conrft_core import trainer as trainer_module  # noqa: E402
 from conrft_core.checkpoint import CheckpointError  # noqa: E402
 from conrft_core.trainer import METHODS, Trainer, load_policy  # noqa: E402
 from conrft_sim import experiment  # noqa: E402
@@ -61,7 +62,7 @@ def test_same_seed_gives_the_same_policy(tmp_path):
 
 def test_resume_after_a_crash_loses_no_episode(tmp_path, monkeypatch):
     cfg = tiny("hil_conrft", online_env_steps=100, checkpoint_every_steps=1)  # a checkpoint after every episode
-    real_rollout, calls = experiment.Trainer.online.__globals__["rollout"], []
+    real_rollout, calls = trainer_module.rollout, []
 
     def crashing_rollout(*args, **kwargs):
         calls.append(1)
@@ -69,7 +70,7 @@ def test_resume_after_a_crash_loses_no_episode(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the learner is killed during its third online episode
         return real_rollout(*args, **kwargs)
 
-    monkeypatch.setitem(experiment.Trainer.online.__globals__, "rollout", crashing_rollout)
+    monkeypatch.setattr(trainer_module, "rollout", crashing_rollout)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path, progress=False)
     monkeypatch.undo()
