@@ -16,5 +16,5 @@ setup(
     maintainer_email="dev@conrft.dev",
     description="Learner node: offline and online ConRFT / CO-RFT stages over ROS topics, weight publishing, checkpoints, resume.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["learner_node = conrft_learner.learner_node:main"]},
 )

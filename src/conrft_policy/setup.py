@@ -16,5 +16,5 @@ setup(
     maintainer_email="dev@conrft.dev",
     description="Camera and robot-state publishers, the policy node (chunk execution, safety, transitions, weight hot-swap) and the episode manager.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["policy_node = conrft_policy.policy_node:main"]},
 )

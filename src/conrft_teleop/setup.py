@@ -16,5 +16,5 @@ setup(
     maintainer_email="dev@conrft.dev",
     description="Teleoperation node: SpaceMouse (spacenav), keyboard and a scripted intervener; publishes intervention state.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["teleop_node = conrft_teleop.teleop_node:main"]},
 )

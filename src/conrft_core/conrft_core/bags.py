@@ -20,7 +20,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from conrft_core.episode import Episode
-from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.transitions import TransitionError, episode_from_transitions
 
 TRANSITIONS_TOPIC = "/conrft/transitions"
 TRANSITION_TYPE = "conrft_interfaces/msg/Transition"
@@ -138,15 +138,6 @@ class EpisodeBagWriter:
         )
 
 
-def image_to_array(img) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8) -> HxWx3 RGB uint8."""
-    if img.encoding not in ("rgb8", "bgr8"):
-        raise BagError(f"image encoding '{img.encoding}' is not supported; record rgb8 or bgr8 images")
-    arr = np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.step)[:, : img.width * 3]
-    arr = arr.reshape(img.height, img.width, 3)
-    return arr[..., ::-1].copy() if img.encoding == "bgr8" else arr.copy()
-
-
 def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC) -> list[Episode]:
     """Load every complete episode from a bag (recorded live or by `conrft sim-demos`).
 
@@ -175,47 +166,11 @@ def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC) -> list[Epis
         raise
     except Exception as exc:  # rosbags raises several types for unreadable storage
         raise BagError(f"cannot read bag {path}: {exc}") from None
-    episodes = [ep for ep in (_assemble(path, eid, msgs) for eid, msgs in sorted(steps.items())) if ep]
+    try:
+        assembled = [episode_from_transitions(msgs, f"bag {path}") for _, msgs in sorted(steps.items())]
+    except TransitionError as exc:
+        raise BagError(str(exc)) from None
+    episodes = [ep for ep in assembled if ep is not None]
     if not episodes:
         raise BagError(f"bag {path} holds no complete episode on {topic}")
     return episodes
-
-
-def _assemble(path: Path, episode_id: int, msgs: list) -> Episode | None:
-    msgs.sort(key=lambda m: m.step)
-    last = msgs[-1]
-    if not (last.terminated or last.truncated) or [m.step for m in msgs] != list(range(len(msgs))):
-        return None
-    for m in msgs:
-        if len(m.action) != ACTION_DIM:
-            raise BagError(
-                f"bag {path}: episode {episode_id} step {m.step} has a {len(m.action)}-D action; "
-                f"this stack expects {ACTION_DIM}-D actions (translation, rotation, gripper)"
-            )
-        if len(m.proprio) != PROPRIO_DIM:
-            raise BagError(
-                f"bag {path}: episode {episode_id} step {m.step} has {len(m.proprio)} proprio values, "
-                f"expected {PROPRIO_DIM}"
-            )
-    cams = list(last.camera_names)
-    images = {
-        c: np.stack([image_to_array(m.images[i]) for m in msgs] + [image_to_array(last.final_images[i])])
-        for i, c in enumerate(cams)
-    }
-    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]
-    rewards = np.array([m.reward for m in msgs], np.float32)
-    return Episode(
-        episode_id=int(episode_id),
-        instruction=last.instruction,
-        images=images,
-        proprio=np.stack([np.asarray(m.proprio, np.float32) for m in msgs] + [np.asarray(last.final_proprio, np.float32)]),
-        actions=np.stack([np.asarray(m.action, np.float32) for m in msgs]),
-        rewards=rewards,
-        intervened=np.array([m.intervened for m in msgs], bool),
-        terminated=bool(last.terminated),
-        truncated=bool(last.truncated),
-        policy_actions=np.stack([np.asarray(m.policy_action, np.float32) for m in msgs]),
-        policy_versions=np.array([m.policy_version for m in msgs], np.uint64),
-        stamps=np.array(stamps),
-        success=bool(last.success),
-    )

@@ -149,3 +149,21 @@ class VLAFeaturizer:
                   for c in self.cfg.cameras}
         proprio = torch.as_tensor(np.stack([o["proprio"] for o in self._window]))[None].to(self.device)
         return self.model.features(images, proprio, [obs["instruction"]])[0].cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def episode_features(self, ep: Episode, batch: int = 64) -> np.ndarray:
+        """Features (T+1, dim) of every observation of a recorded episode, batched; equal to calling the
+        featurizer step by step from `reset()` (the learner uses this on demos and received episodes)."""
+        n, h = ep.length + 1, self.cfg.history
+        missing = [c for c in self.cfg.cameras if c not in ep.images]
+        if missing:
+            raise ValueError(f"episode {ep.episode_id} has no images from camera(s) {missing}; the VLA needs "
+                             f"{list(self.cfg.cameras)}")
+        out = []
+        for start in range(0, n, batch):
+            steps = np.arange(start, min(n, start + batch))
+            window = np.maximum(steps[:, None] + np.arange(-h + 1, 1)[None], 0)  # (B, h)
+            images = {c: torch.as_tensor(ep.images[c][window]).to(self.device) for c in self.cfg.cameras}
+            proprio = torch.as_tensor(ep.proprio[window]).to(self.device)
+            out.append(self.model.features(images, proprio, [ep.instruction] * len(steps)).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)

@@ -102,3 +102,8 @@ def proprio_vector(ee_pos, ee_quat, ref_pos, ref_quat, gripper_width, ee_twist, 
     out = np.concatenate([rel_pos, rel_rot, [gripper_width], np.asarray(ee_twist).reshape(6),
                           np.asarray(wrench).reshape(6)])
     return out.astype(np.float32)
+
+
+def step_reward(success: bool, success_reward: float, step_penalty: float) -> float:
+    """Sparse reward of one control step: -step_penalty, plus success_reward on the step that succeeds."""
+    return -step_penalty + (success_reward if success else 0.0)

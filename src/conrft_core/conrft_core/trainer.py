@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,11 +143,25 @@ class Policy:
         return {**{f"agent/{k}": v for k, v in self.agent.state_dict().items()},
                 "features/mean": self.mean, "features/std": self.std}
 
-    def load(self, tensors: dict[str, torch.Tensor], source: str) -> None:
-        """All-or-nothing: the agent's tensors are checked before anything is copied."""
+    def actor_tensors(self) -> dict[str, torch.Tensor]:
+        """What acting needs (the learner broadcasts these to the policy node): actor and normalisation."""
+        return {**{f"actor/{k}": v for k, v in self.agent.actor.state_dict().items()},
+                "features/mean": self.mean, "features/std": self.std}
+
+    def load_actor(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """Inverse of `actor_tensors`, all-or-nothing like `load`."""
+        self._check_normalization(tensors, source)
+        load_into(self.agent.actor, tensors, prefix="actor/", source=source)
+        self.mean, self.std = tensors["features/mean"].to(self.device), tensors["features/std"].to(self.device)
+
+    def _check_normalization(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         for key in ("features/mean", "features/std"):
             if key not in tensors or tensors[key].shape != self.mean.shape:
                 raise CheckpointError(f"{source}: tensor '{key}' is missing or not of shape {tuple(self.mean.shape)}")
+
+    def load(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """All-or-nothing: the agent's tensors are checked before anything is copied."""
+        self._check_normalization(tensors, source)
         load_into(self.agent, tensors, prefix="agent/", source=source)
         self.mean, self.std = tensors["features/mean"].to(self.device), tensors["features/std"].to(self.device)
 
@@ -180,6 +195,7 @@ class Trainer:
         self.env_steps = self.episodes = self.intervened_steps = self.updates = 0
         self.update_seconds = self.rollout_seconds = 0.0
         self.curve: list[dict] = []
+        self.on_update: Callable[[int], None] | None = None  # e.g. the learner node's weight broadcast
 
     @property
     def _gamma(self) -> float:
@@ -213,6 +229,8 @@ class Trainer:
         info = self.agent.update_bc(sample) if self.method.imitation else self.agent.update(sample, offline=offline)
         self.update_seconds += time.perf_counter() - start
         self.updates += 1
+        if self.on_update is not None:
+            self.on_update(self.updates)
         return info
 
     # ------------------------------------------------------------------------------------------- stages
@@ -256,19 +274,7 @@ class Trainer:
             start = time.perf_counter()
             ep, feats = rollout(self.env, self.featurizer, self.policy, seed=seed, episode_id=self.episodes, human=human)
             self.rollout_seconds += time.perf_counter() - start
-            self.episodes += 1
-            self.env_steps += ep.length
-            self.intervened_steps += int(ep.intervened.sum())
-            self.online_buffer.add_episode(ep, embeddings=feats)
-            for seg in human_segments(ep, feats):
-                self.demo_buffer.add_episode(*seg)
-            sample = self._sampler(mixed=self.method.mixed_batches)
-            info: dict = {}
-            for _ in range(round(ep.length * self.cfg.updates_per_env_step)):
-                info = self._update(sample, offline=False)
-            self.log.scalars("episode", self.env_steps, {"success": ep.success, "length": ep.length,
-                                                         "intervention_rate": float(ep.intervened.mean())})
-            self.log.scalars("online", self.env_steps, info)
+            self.learn_from_episode(ep, feats)
             bar.update(ep.length)
             bar.set_postfix(success=int(ep.success), len=ep.length, interv=f"{ep.intervened.mean():.2f}")
             if self.env_steps >= next_eval:
@@ -278,6 +284,24 @@ class Trainer:
                 self.save()
                 next_ckpt += self.cfg.checkpoint_every_steps
         bar.close()
+
+    def learn_from_episode(self, ep: Episode, feats: np.ndarray) -> dict:
+        """One online episode (from the in-process rollout, or received over ROS by the learner node): into
+        the online buffer, its human-driven segments also into the demo buffer, then UTD x T updates."""
+        self.episodes += 1
+        self.env_steps += ep.length
+        self.intervened_steps += int(ep.intervened.sum())
+        self.online_buffer.add_episode(ep, embeddings=feats)
+        for seg in human_segments(ep, feats):
+            self.demo_buffer.add_episode(*seg)
+        sample = self._sampler(mixed=self.method.mixed_batches)
+        info: dict = {}
+        for _ in range(round(ep.length * self.cfg.updates_per_env_step)):
+            info = self._update(sample, offline=False)
+        self.log.scalars("episode", self.env_steps, {"success": ep.success, "length": ep.length,
+                                                     "intervention_rate": float(ep.intervened.mean())})
+        self.log.scalars("online", self.env_steps, info)
+        return info
 
     def evaluate(self, unseen: bool = False, episodes: int | None = None) -> dict:
         """No human, fixed seeds; appended to the learning curve unless `unseen`."""
@@ -349,6 +373,7 @@ class Trainer:
             load_optimizer(opt, tensors, f"optim/{name}/")
         torch.set_rng_state(tensors["rng/torch"])
         self.demo_buffer, self.online_buffer = demo, online
+        self.meta = config.get("meta", self.meta)
         progress = config["progress"]
         self.rng.bit_generator.state = progress.pop("rng")
         for key, value in progress.items():

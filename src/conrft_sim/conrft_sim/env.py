@@ -6,7 +6,7 @@ import string
 import gymnasium as gym
 import numpy as np
 
-from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM, step_reward
 from conrft_sim.sim import FrankaSim, SimConfig
 
 
@@ -60,7 +60,7 @@ class ConRFTSimEnv(gym.Env):
         self.sim.apply_action(action)
         self._steps += 1
         success = self.sim.success()
-        reward = -self.config.step_penalty + (self.config.success_reward if success else 0.0)
+        reward = step_reward(success, self.config.success_reward, self.config.step_penalty)
         truncated = not success and self._steps >= self.config.max_episode_steps
         return self._observation(), float(reward), success, truncated, {"success": success, "step": self._steps}
 

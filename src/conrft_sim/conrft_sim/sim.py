@@ -229,6 +229,25 @@ class FrankaSim:
         pos, quat = self.ee_pose()
         return proprio_vector(pos, quat, *self.reset_pose, self.gripper_width(), self.ee_twist(), self.wrench())
 
+    def snapshot(self) -> np.ndarray:
+        """The world's state as one vector: time, qpos, qvel, body positions (reset moves some bodies, e.g.
+        the hole). `restore` on another FrankaSim of the same task reproduces every getter above; the scripted
+        teleop node mirrors the sim node this way (ROS topic /sim/world_state)."""
+        m, d = self.model, self.data
+        return np.concatenate([[d.time], d.qpos, d.qvel, m.body_pos.ravel()])
+
+    def restore(self, snapshot) -> None:
+        m, d = self.model, self.data
+        snap = np.asarray(snapshot, dtype=np.float64)
+        sizes = (1, m.nq, m.nv, m.nbody * 3)
+        if snap.shape != (sum(sizes),):
+            raise ValueError(f"snapshot has {snap.size} values, this {self.task.name} scene needs {sum(sizes)}; "
+                             f"is the sim node running another task?")
+        time, qpos, qvel, body_pos = np.split(snap, np.cumsum(sizes)[:-1])
+        d.time, d.qpos[:], d.qvel[:] = time[0], qpos, qvel
+        m.body_pos[:] = body_pos.reshape(-1, 3)
+        mujoco.mj_forward(m, d)
+
     def render(self) -> dict[str, np.ndarray]:
         """{camera: (H, W, 3) uint8} for the configured cameras."""
         images = {}

@@ -4,7 +4,8 @@ It stands in for the Franka driver, a Cartesian impedance controller and the cam
 - subscribes to a PoseStamped target (default `/cartesian_impedance_controller/target_frame`) and a gripper
   width command (std_msgs/Float64, metres); the controller holds the last valid target when commands stop;
 - publishes `/joint_states`, `/conrft/robot_state`, `/camera/<name>/image_raw` + `camera_info`,
-  `/sim/success` (privileged success predicate) and `/clock` (the sim owns time: run the other nodes with
+  `/sim/success` (privileged success predicate), `/sim/world_state` (privileged full state, for the scripted
+  teleop's mirror of the world) and `/clock` (the sim owns time: run the other nodes with
   `use_sim_time:=true`);
 - serves `/sim/reset` (conrft_interfaces/srv/ResetEpisode) and `/sim/set_stiffness`.
 
@@ -27,7 +28,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool, Float64
+from std_msgs.msg import Bool, Float64, Float64MultiArray
 
 from conrft_core.config import ConfigError, from_dict, load_yaml
 from conrft_core.node_params import declare_all
@@ -75,6 +76,7 @@ class SimNode(Node):
         self.pub_joints = self.create_publisher(JointState, "/joint_states", 10)
         self.pub_state = self.create_publisher(RobotState, "/conrft/robot_state", 10)
         self.pub_success = self.create_publisher(Bool, "/sim/success", 10)
+        self.pub_world = self.create_publisher(Float64MultiArray, "/sim/world_state", 10)
         reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_images = {
             c: (self.create_publisher(Image, f"/camera/{c}/image_raw", reliable),
@@ -142,6 +144,7 @@ class SimNode(Node):
             vec.x, vec.y, vec.z = map(float, vals)
         self.pub_state.publish(st)
         self.pub_success.publish(Bool(data=bool(self.sim.success())))
+        self.pub_world.publish(Float64MultiArray(data=self.sim.snapshot().tolist()))
         if render:
             for cam, frame in self.sim.render().items():
                 h, w, _ = frame.shape

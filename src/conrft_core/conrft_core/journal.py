@@ -1,0 +1,61 @@
+"""The learner's transition journal: every received transition is on disk before it counts as received.
+
+One append-only file per episode under `folder`: records of (4-byte little-endian length, bytes), written and
+flushed one by one, so a learner killed at any moment loses nothing it had received (a record cut by the kill
+is dropped on replay, it was never complete). After a checkpoint that holds an episode, its file is
+discarded. The records are opaque bytes (the learner node stores serialized ROS messages, CDR).
+"""
+from __future__ import annotations
+
+import struct
+import threading
+from pathlib import Path
+
+_LEN = struct.Struct("<I")
+
+
+class TransitionJournal:
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._files: dict[int, object] = {}
+        self._lock = threading.Lock()  # the learner appends from its executor and discards from its trainer
+
+    def _path(self, episode_id: int) -> Path:
+        return self.folder / f"episode_{episode_id:08d}.bin"
+
+    def append(self, episode_id: int, record: bytes) -> None:
+        with self._lock:
+            f = self._files.get(episode_id)
+            if f is None:
+                f = self._files[episode_id] = open(self._path(episode_id), "ab")
+            f.write(_LEN.pack(len(record)) + record)
+            f.flush()
+
+    def episodes(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.folder.glob("episode_*.bin"))
+
+    def records(self, episode_id: int) -> list[bytes]:
+        data = self._path(episode_id).read_bytes()
+        out, pos = [], 0
+        while pos + _LEN.size <= len(data):
+            (n,) = _LEN.unpack_from(data, pos)
+            if pos + _LEN.size + n > len(data):
+                break  # cut short by a kill mid-write
+            out.append(data[pos + _LEN.size:pos + _LEN.size + n])
+            pos += _LEN.size + n
+        return out
+
+    def discard(self, episode_ids) -> None:
+        with self._lock:
+            for eid in episode_ids:
+                f = self._files.pop(eid, None)
+                if f is not None:
+                    f.close()
+                self._path(eid).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+            self._files.clear()

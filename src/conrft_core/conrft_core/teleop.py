@@ -1,0 +1,119 @@
+"""Human teleoperation devices -> intervention commands (the HIL part of HIL-ConRFT), without ROS.
+
+A command is (active, 7-D action in [-1, 1], outcome): while `active` the policy node executes the action
+instead of the policy's; `outcome` is the episode verdict the human keyed (1 success, -1 failure, 0 none).
+
+- `SpaceMouse`: the 6-D twist of a SpaceMouse (the ROS 2 spacenav driver's `spacenav/twist`) and its buttons
+  (`spacenav/joy`). Moving the puck beyond `deadband` takes over; the human keeps control until the puck has
+  rested for `release_after` seconds. One button toggles the gripper, others key success / failure.
+- `Keyboard`: a terminal UI for sessions over ssh: space takes over / hands back, w/s a/d r/f move along
+  x/y/z, i/k j/l u/o rotate, g toggles the gripper, y / n key success / failure.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+IDLE = (False, np.zeros(7), 0)
+
+
+@dataclass
+class SpaceMouseConfig:
+    deadband: float = 0.05  # normalised twist below this is the hand resting on the puck
+    scale: float = 1.0  # spacenav twist units -> normalised action (clipped to [-1, 1])
+    release_after: float = 0.5  # s at rest before control returns to the policy
+    button_gripper: int = 0
+    button_success: int = 1
+    button_failure: int = -1  # -1: no button
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.deadband) and 0 <= self.deadband < 1):
+            raise ValueError(f"spacenav deadband must be in [0, 1), got {self.deadband}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"spacenav scale must be > 0, got {self.scale}")
+        if self.release_after < 0:
+            raise ValueError(f"spacenav release_after must be >= 0 s, got {self.release_after}")
+
+
+class SpaceMouse:
+    def __init__(self, cfg: SpaceMouseConfig | None = None):
+        self.cfg = cfg or SpaceMouseConfig()
+        self.gripper = 1.0  # open
+        self.twist = np.zeros(6)
+        self.active = False
+        self._last_motion = -math.inf
+        self._buttons: list[int] = []
+        self._outcome = 0
+
+    def on_twist(self, twist6, now: float) -> None:
+        self.twist = np.clip(np.nan_to_num(np.asarray(twist6, float)) * self.cfg.scale, -1.0, 1.0)
+        if np.max(np.abs(self.twist)) > self.cfg.deadband:
+            self.active, self._last_motion = True, now
+
+    def on_buttons(self, buttons, now: float) -> None:
+        """Rising edges only: a held button acts once."""
+        buttons = list(buttons)
+        pressed = [i for i, b in enumerate(buttons) if b and (i >= len(self._buttons) or not self._buttons[i])]
+        self._buttons = buttons
+        if self.cfg.button_gripper in pressed:
+            self.gripper = -self.gripper
+            self.active, self._last_motion = True, now
+        if self.cfg.button_success in pressed:
+            self._outcome = 1
+        if self.cfg.button_failure in pressed:
+            self._outcome = -1
+
+    def command(self, now: float) -> tuple[bool, np.ndarray, int]:
+        if self.active and now - self._last_motion > self.cfg.release_after:
+            self.active = False
+        twist = np.where(np.abs(self.twist) > self.cfg.deadband, self.twist, 0.0)
+        outcome, self._outcome = self._outcome, 0
+        return self.active, np.concatenate([twist, [self.gripper]]), outcome
+
+
+KEY_AXES = {"w": (0, 1), "s": (0, -1), "a": (1, 1), "d": (1, -1), "r": (2, 1), "f": (2, -1),
+            "i": (3, 1), "k": (3, -1), "j": (4, 1), "l": (4, -1), "u": (5, 1), "o": (5, -1)}
+KEYBOARD_HELP = ("space: take over / hand back   w/s a/d r/f: move x/y/z   i/k j/l u/o: rotate   "
+                 "g: gripper   y: success   n: failure   q: quit")
+
+
+class Keyboard:
+    """A key moves for `key_hold` seconds (terminals repeat held keys every ~30-50 ms)."""
+
+    def __init__(self, speed: float = 0.5, key_hold: float = 0.15):
+        if not 0 < speed <= 1:
+            raise ValueError(f"keyboard speed must be in (0, 1], got {speed}")
+        self.speed, self.key_hold = speed, key_hold
+        self.active, self.gripper = False, 1.0
+        self._axes: dict[int, tuple[float, float]] = {}  # axis -> (sign, time pressed)
+        self._outcome = 0
+        self.quit = False
+
+    def on_key(self, key: str, now: float) -> None:
+        if key == " ":
+            self.active = not self.active
+        elif key in KEY_AXES:
+            axis, sign = KEY_AXES[key]
+            self._axes[axis] = (sign, now)
+            self.active = True
+        elif key == "g":
+            self.gripper = -self.gripper
+        elif key == "y":
+            self._outcome = 1
+        elif key == "n":
+            self._outcome = -1
+        elif key == "q":
+            self.quit = True
+
+    def command(self, now: float) -> tuple[bool, np.ndarray, int]:
+        action = np.zeros(7)
+        for axis, (sign, pressed) in list(self._axes.items()):
+            if now - pressed <= self.key_hold:
+                action[axis] = sign * self.speed
+            else:
+                del self._axes[axis]
+        action[6] = self.gripper
+        outcome, self._outcome = self._outcome, 0
+        return self.active, action, outcome

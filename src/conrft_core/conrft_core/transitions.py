@@ -1,0 +1,98 @@
+"""Transition messages <-> episodes: the one place that turns a stream of per-step `Transition`s into `Episode`s.
+
+Used by the bag reader (`conrft_core.bags`), the learner node (live `/conrft/transitions`) and the demo recorder.
+Messages are duck-typed: rclpy message instances and `rosbags` typestore instances both work, so this module
+imports no rclpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from conrft_core.episode import Episode
+from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+
+
+class TransitionError(ValueError):
+    """A transition cannot belong to a usable episode; the message names the episode, step and field."""
+
+
+def image_to_array(img) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8) -> HxWx3 RGB uint8."""
+    if img.encoding not in ("rgb8", "bgr8"):
+        raise TransitionError(f"image encoding '{img.encoding}' is not supported; publish rgb8 or bgr8 images")
+    arr = np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.step)[:, : img.width * 3]
+    arr = arr.reshape(img.height, img.width, 3)
+    return arr[..., ::-1].copy() if img.encoding == "bgr8" else arr.copy()
+
+
+def check_transition(msg, source: str = "transition") -> None:
+    """Dimensions of one message; raises TransitionError naming the field."""
+    where = f"{source}: episode {msg.episode_id} step {msg.step}"
+    if len(msg.action) != ACTION_DIM:
+        raise TransitionError(f"{where} has a {len(msg.action)}-D action; this stack expects {ACTION_DIM}-D "
+                              f"actions (translation, rotation, gripper)")
+    if len(msg.proprio) != PROPRIO_DIM:
+        raise TransitionError(f"{where} has {len(msg.proprio)} proprio values, expected {PROPRIO_DIM}")
+    if len(msg.images) != len(msg.camera_names):
+        raise TransitionError(f"{where} has {len(msg.images)} images for {len(msg.camera_names)} camera names")
+    if not np.all(np.isfinite(np.asarray(msg.action, np.float64))):
+        raise TransitionError(f"{where} has a non-finite action")
+
+
+def episode_from_transitions(msgs: list, source: str = "transitions") -> Episode | None:
+    """The episode made of `msgs` (one per step, any order), or None when it is incomplete: its last step
+    (terminated or truncated) is missing or a step in between is."""
+    msgs = sorted(msgs, key=lambda m: m.step)
+    last = msgs[-1]
+    if not (last.terminated or last.truncated) or [m.step for m in msgs] != list(range(len(msgs))):
+        return None
+    for m in msgs:
+        check_transition(m, source)
+    cams = list(last.camera_names)
+    images = {
+        c: np.stack([image_to_array(m.images[i]) for m in msgs] + [image_to_array(last.final_images[i])])
+        for i, c in enumerate(cams)
+    }
+    return Episode(
+        episode_id=int(last.episode_id),
+        instruction=last.instruction,
+        images=images,
+        proprio=np.stack([np.asarray(m.proprio, np.float32) for m in msgs]
+                         + [np.asarray(last.final_proprio, np.float32)]),
+        actions=np.stack([np.asarray(m.action, np.float32) for m in msgs]),
+        rewards=np.array([m.reward for m in msgs], np.float32),
+        intervened=np.array([m.intervened for m in msgs], bool),
+        terminated=bool(last.terminated),
+        truncated=bool(last.truncated),
+        policy_actions=np.stack([np.asarray(m.policy_action, np.float32) for m in msgs]),
+        policy_versions=np.array([m.policy_version for m in msgs], np.uint64),
+        stamps=np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]),
+        success=bool(last.success),
+    )
+
+
+class EpisodeAssembler:
+    """Collects a live stream of transitions per episode and hands out each episode once it is complete.
+
+    A step that arrives twice (e.g. replayed from the learner's journal and received live) counts once.
+    """
+
+    def __init__(self, source: str = "/conrft/transitions"):
+        self.source = source
+        self._steps: dict[int, dict[int, object]] = {}
+
+    def add(self, msg) -> Episode | None:
+        """Add one transition; returns the episode it completes, if any. Raises TransitionError on bad data."""
+        check_transition(msg, self.source)
+        steps = self._steps.setdefault(int(msg.episode_id), {})
+        steps[int(msg.step)] = msg
+        if not any(m.terminated or m.truncated for m in steps.values()):
+            return None
+        ep = episode_from_transitions(list(steps.values()), self.source)
+        if ep is not None:
+            del self._steps[int(msg.episode_id)]
+        return ep
+
+    @property
+    def pending_steps(self) -> int:
+        return sum(len(s) for s in self._steps.values())

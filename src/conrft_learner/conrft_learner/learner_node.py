@@ -1,0 +1,231 @@
+"""Learner node: the offline stage on demonstration bags, then the online stage on `/conrft/transitions`.
+
+1. Demonstrations: every complete, successful episode of the rosbag2 bags in `demo_bags` (recorded by the
+   demo recorder, `ros2 bag record /conrft/transitions`, or `conrft sim-demos`). Features come from the
+   frozen VLA (`vla_checkpoint`), computed once per observation (ConRFT's frozen-backbone mode).
+2. Offline stage of `train.method` (Cal-ConRFT, or CO-RFT with H > 1; config in `config_file`).
+3. Online stage (HIL-ConRFT): each episode received from the policy node enters the online buffer (its
+   intervention segments also the demo buffer), then UTD x T updates; it ends after `train.online_env_steps`
+   received steps, with a final checkpoint and `result.json`, and the node exits 0.
+
+Weights go out on `/conrft/policy_weights` (transient-local: a policy node started later gets the latest)
+after the offline stage and every `publish_every_updates` updates. Everything is resumable: `run_dir` holds the
+checkpoint (model, optimisers, buffers, progress; written every `checkpoint_every_episodes` episodes) and a
+journal of every received transition, flushed as it arrives, so a learner killed at any moment and
+restarted on the same `run_dir` continues with nothing it received lost.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+
+from conrft_core.bags import BagError, read_episodes
+from conrft_core.checkpoint import CheckpointError
+from conrft_core.config import ConfigError, from_dict, load_yaml, to_dict
+from conrft_core.journal import TransitionJournal
+from conrft_core.node_params import declare_all
+from conrft_core.pretrain import VLAFeaturizer, load_vla
+from conrft_core.runlog import RunLog
+from conrft_core.trainer import TrainConfig, Trainer, resolve_device
+from conrft_core.transitions import EpisodeAssembler, TransitionError
+from conrft_core.weights import pack
+from conrft_interfaces.msg import PolicyWeights, Transition
+
+PARAMS = {
+    "vla_checkpoint": "",  # required
+    "config_file": "",  # YAML with a `train:` section (conrft_core.trainer.TrainConfig); "" = defaults
+    "demo_bags": [""],  # required: rosbag2 folders with demonstrations
+    "run_dir": "",  # required: checkpoints, journal, logs; an existing run is resumed
+    "task": "",  # recorded in the checkpoint so `conrft eval` can rebuild the sim task
+    "publish_every_updates": 50,
+    "checkpoint_every_episodes": 5,
+    "transitions_topic": "/conrft/transitions",
+    "weights_topic": "/conrft/policy_weights",
+    "device": "auto",
+}
+
+
+class LearnerNode(Node):
+    def __init__(self):
+        super().__init__("learner")
+        p = self.params = declare_all(self, PARAMS)
+        bags = [b for b in p["demo_bags"] if b]
+        for key, missing in (("vla_checkpoint", not p["vla_checkpoint"]), ("demo_bags", not bags),
+                             ("run_dir", not p["run_dir"])):
+            if missing:
+                raise ConfigError(f"parameter '{key}' is required (set it in the learner's parameter file)")
+        data = load_yaml(p["config_file"]) if p["config_file"] else {}
+        cfg = from_dict(TrainConfig, {**data.get("train", {}), "device": p["device"]}, "train")
+        self.cfg, self.run_dir = cfg, Path(p["run_dir"])
+        self.featurizer = VLAFeaturizer(load_vla(p["vla_checkpoint"], resolve_device(p["device"])))
+        meta = {"task": p["task"], "features": "vla", "ingested_episodes": [],
+                "experiment": {"features": "vla", "vla_checkpoint": p["vla_checkpoint"],
+                               "sim": {"task": p["task"] or "pick_cube"}, "train": to_dict(cfg)}}
+        self.log = RunLog(self.run_dir)
+        self.trainer = Trainer(cfg, None, self.featurizer, run_dir=self.run_dir, log=self.log, meta=meta,
+                               progress=False)
+        self.journal = TransitionJournal(self.run_dir / "journal")
+        self.assembler = EpisodeAssembler(p["transitions_topic"])
+        self.episodes: queue.Queue = queue.Queue()
+        self.received = 0
+        self.version = 0
+        self.done = self.failed = False
+        if self.trainer.restore():
+            self._replay_journal()
+        else:
+            self._load_demos(bags)
+        weights_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_weights = self.create_publisher(PolicyWeights, p["weights_topic"], weights_qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
+        self.create_subscription(Transition, p["transitions_topic"], self._on_transition, keep_all, raw=True)
+        self.create_timer(1.0, self._diagnostics)
+        self.trainer.on_update = self._maybe_publish
+        self.worker = threading.Thread(target=self._train, daemon=True)
+
+    # --- data -----------------------------------------------------------------------------------------------
+    def _load_demos(self, bags: list[str]) -> None:
+        demos = []
+        for bag in bags:
+            episodes = read_episodes(bag)
+            good = [ep for ep in episodes if ep.success]
+            if not good:
+                raise BagError(f"bag {bag} holds {len(episodes)} episodes but no successful one; record "
+                               f"successful demonstrations (the recorder keeps successes by default)")
+            demos += [(ep, self.featurizer.episode_features(ep)) for ep in good]
+        self.trainer.add_demos(demos)
+        self.get_logger().info(f"{len(demos)} demonstrations from {len(bags)} bag(s), "
+                               f"{sum(ep.length for ep, _ in demos)} steps")
+
+    def _replay_journal(self) -> None:
+        """After a restart: transitions received since the last checkpoint, from the journal."""
+        done = set(self.trainer.meta["ingested_episodes"])
+        replayed = 0
+        for eid in self.journal.episodes():
+            if eid in done:
+                self.journal.discard([eid])
+                continue
+            for record in self.journal.records(eid):
+                self._assemble(deserialize_message(record, Transition))
+                replayed += 1
+        self.get_logger().info(f"resumed: {replayed} journaled transitions replayed")
+
+    def _on_transition(self, raw: bytes) -> None:
+        msg = deserialize_message(raw, Transition)
+        if msg.episode_id in self.trainer.meta["ingested_episodes"]:
+            return  # already learned from (e.g. re-sent after a restart)
+        self.journal.append(msg.episode_id, raw)  # on disk before it counts as received
+        self.received += 1
+        self._assemble(msg)
+
+    def _assemble(self, msg: Transition) -> None:
+        try:
+            ep = self.assembler.add(msg)
+        except TransitionError as exc:
+            self.get_logger().warn(f"transition dropped: {exc}")
+            return
+        if ep is not None:
+            self.episodes.put(ep)
+
+    # --- training -------------------------------------------------------------------------------------------
+    def _train(self) -> None:
+        try:
+            tr = self.trainer
+            tr.offline()
+            self._publish_weights()
+            pending_ckpt = []
+            while tr.env_steps < self.cfg.online_env_steps and rclpy.ok():
+                try:
+                    ep = self.episodes.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                tr.learn_from_episode(ep, self.featurizer.episode_features(ep))
+                tr.meta["ingested_episodes"].append(ep.episode_id)
+                pending_ckpt.append(ep.episode_id)
+                self.get_logger().info(
+                    f"episode {ep.episode_id}: {'success' if ep.success else 'failure'} in {ep.length} steps, "
+                    f"intervention {ep.intervened.mean():.2f}; online steps {tr.env_steps}/"
+                    f"{self.cfg.online_env_steps}, updates {tr.updates}")
+                if len(pending_ckpt) >= self.params["checkpoint_every_episodes"]:
+                    self._checkpoint(pending_ckpt)
+                    pending_ckpt = []
+            self._checkpoint(pending_ckpt)
+            self._publish_weights()
+            tr.write_result({"method": self.cfg.method, **{k: v for k, v in tr.meta.items() if k != "experiment"},
+                             "online_env_steps": tr.env_steps, "online_episodes": tr.episodes,
+                             "intervention_rate": tr.intervened_steps / max(tr.env_steps, 1), "updates": tr.updates,
+                             "updates_per_s": tr.updates / tr.update_seconds if tr.update_seconds else None})
+            self.get_logger().info(f"online stage complete: {tr.env_steps} steps; checkpoint in {self.run_dir}")
+        except Exception as exc:  # reported, and the node exits non-zero
+            self.get_logger().error(f"training failed: {type(exc).__name__}: {exc}")
+            self.failed = True
+        self.done = True
+
+    def _checkpoint(self, episode_ids: list[int]) -> None:
+        self.trainer.save()
+        self.journal.discard(episode_ids)
+
+    def _maybe_publish(self, updates: int) -> None:
+        if updates % self.params["publish_every_updates"] == 0:
+            self._publish_weights()
+
+    def _publish_weights(self) -> None:
+        payload, sha, count = pack(self.trainer.policy, self.cfg)
+        # Wall-clock milliseconds: versions keep increasing across learner restarts.
+        self.version = max(self.version + 1, int(time.time() * 1000))
+        msg = PolicyWeights(version=self.version, learner_step=self.trainer.updates, format="safetensors",
+                            sha256=sha, payload=payload, parameter_count=count)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_weights.publish(msg)
+
+    def _diagnostics(self) -> None:
+        tr = self.trainer
+        values = {"offline_updates": tr.offline_done, "updates": tr.updates, "online_steps": tr.env_steps,
+                  "episodes": tr.episodes, "received_transitions": self.received, "weights_version": self.version,
+                  "demo_buffer": len(tr.demo_buffer), "online_buffer": len(tr.online_buffer),
+                  "pending_steps": self.assembler.pending_steps}
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name="conrft/learner", hardware_id="conrft",
+                                  message="offline" if tr.offline_done < self.cfg.offline_updates else "online",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = LearnerNode()
+    except (ConfigError, CheckpointError, BagError, ValueError, FileNotFoundError) as exc:
+        print(f"learner_node: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    node.worker.start()
+    try:
+        while rclpy.ok() and not node.done:
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.journal.close()
+        node.log.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 1 if node.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,441 @@
+"""Policy node: runs episodes on the robot (or the sim node) with the current policy and the human's takeovers.
+
+Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time`):
+1. the observation: latest images of every camera and the latest RobotState; any older than `max_obs_age`
+   stops the robot (hold at the measured pose) and ends the episode (truncated);
+2. the previous step's `Transition` (reward from the success source, terminal flags) is published; at the
+   end of an episode the robot holds and the next episode is reset through `reset_service`;
+3. the action: the teleop command while an intervention is active (a silent teleop for longer than
+   `intervention_timeout` means "hold position"), else the next action of the current chunk; a new chunk is
+   predicted (and published as ActionChunk) when the chunk is used up; pending weights are adopted only then;
+4. the action becomes a pose target (clipped to the safety box) on `target_topic` plus a gripper width on
+   `gripper_topic`. Every action and chunk is checked first (shape, NaN, range): a bad one is refused with
+   the reason logged and the robot holds.
+
+The node never moves the robot before it has a policy (weights from the learner on `/conrft/policy_weights`,
+or `policy_checkpoint`), and never while `target_topic` has no subscriber (no controller to obey it).
+Logic lives in conrft_core (control, weights, spaces, the VLA featurizer); this is I/O, timing and safety.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Float64
+from visualization_msgs.msg import Marker, MarkerArray
+
+from conrft_core.checkpoint import CheckpointError
+from conrft_core.config import ConfigError
+from conrft_core.control import ActionError, ChunkExecutor, check_action, check_chunk
+from conrft_core.node_params import declare_all
+from conrft_core.pretrain import VLAFeaturizer, load_vla
+from conrft_core.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
+from conrft_core.trainer import load_policy, resolve_device
+from conrft_core.transitions import image_to_array
+from conrft_core.weights import WeightsError, adopt, build_policy, unpack
+from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
+from conrft_interfaces.srv import ResetEpisode
+from conrft_policy.ros_io import age, pose_arrays, pose_stamped, stamp_seconds, twist_wrench
+
+TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
+WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+PARAMS = {
+    "vla_checkpoint": "",  # required: the frozen backbone (vla.safetensors of `conrft pretrain`)
+    "policy_checkpoint": "",  # optional: start from a `conrft train` checkpoint instead of waiting for weights
+    "instruction": "",  # required: the task's language instruction
+    "cameras": ["front", "wrist"],
+    "image_topic_format": "/camera/{}/image_raw",
+    "state_topic": "/conrft/robot_state",
+    "target_topic": "/cartesian_impedance_controller/target_frame",
+    "gripper_topic": "/sim/gripper_command",
+    "intervention_topic": "/conrft/intervention",
+    "success_topic": "/sim/success",  # std_msgs/Bool; "" = success only from the human's outcome key
+    "reset_service": "/sim/reset",
+    "weights_topic": "/conrft/policy_weights",
+    "frame_id": "base",
+    "control_rate": 10.0,
+    "max_episode_steps": 100,
+    "episodes": 0,  # stop (exit 0) after this many episodes; 0 = until stopped
+    "seed": 0,  # reset seeds seed, seed + 1, ... (negative: the sim picks)
+    "unseen": False,  # reset option: objects over the unseen range
+    "deterministic": False,
+    "max_obs_age": 0.5,  # s
+    "intervention_timeout": 0.2,  # s of teleop silence during an intervention before holding
+    "safety_box_low": [0.3, -0.2, 0.01],
+    "safety_box_high": [0.7, 0.2, 0.35],
+    "max_translation": 0.01,
+    "max_rotation": 0.1,
+    "gripper_max_width": 0.08,
+    "success_reward": 10.0,
+    "step_penalty": 0.05,
+    "device": "auto",
+}
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__("policy")
+        p = self.params = declare_all(self, PARAMS)
+        for key in ("vla_checkpoint", "instruction"):
+            if not p[key]:
+                raise ConfigError(f"parameter '{key}' is required (set it in the policy node's parameter file)")
+        if p["control_rate"] <= 0 or p["max_episode_steps"] < 1 or p["max_obs_age"] <= 0:
+            raise ConfigError("control_rate and max_obs_age must be > 0 and max_episode_steps >= 1")
+        try:
+            self.box = SafetyBox(tuple(p["safety_box_low"]), tuple(p["safety_box_high"]))
+            self.scale = ActionScale(p["max_translation"], p["max_rotation"], p["gripper_max_width"])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"safety_box_low/high or action scale parameters: {exc}") from None
+        self.featurizer = VLAFeaturizer(load_vla(p["vla_checkpoint"], resolve_device(p["device"])))
+        self.cameras = list(p["cameras"])
+        if sorted(self.cameras) != sorted(self.featurizer.cfg.cameras):
+            raise ConfigError(f"parameter 'cameras' {self.cameras} must match the VLA's cameras "
+                              f"{list(self.featurizer.cfg.cameras)}")
+        self.policy, self.version, self.pending = None, 0, None
+        if p["policy_checkpoint"]:
+            self.policy, config = load_policy(p["policy_checkpoint"], p["device"])
+            if int(config["feature_dim"]) != self.featurizer.dim:
+                raise ConfigError(f"policy_checkpoint expects {config['feature_dim']} features, the VLA gives "
+                                  f"{self.featurizer.dim}")
+        self.chunk = ChunkExecutor()
+        self.images: dict[str, Image] = {}
+        self.state: RobotState | None = None
+        self.success = False
+        self.intervention: Intervention | None = None
+        self.intervention_rx = 0.0  # monotonic receive time of the last Intervention
+        self.phase, self.episode_id, self.episodes_done, self.t = "wait_policy", 0, 0, 0
+        self.reset_future, self.reset_requested_at = None, None
+        self.prev: dict | None = None
+        self.last_reason, self.path = "", []
+        self.gripper_cmd = 1.0
+
+        for cam in self.cameras:
+            self.create_subscription(Image, p["image_topic_format"].format(cam),
+                                     lambda msg, c=cam: self.images.__setitem__(c, msg), 2)
+        self.create_subscription(RobotState, p["state_topic"], lambda m: setattr(self, "state", m), 10)
+        self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10)
+        if p["success_topic"]:
+            self.create_subscription(Bool, p["success_topic"], lambda m: setattr(self, "success", m.data), 10)
+        self.create_subscription(PolicyWeights, p["weights_topic"], self._on_weights, WEIGHTS_QOS)
+        self.pub_target = self.create_publisher(PoseStamped, p["target_topic"], 10)
+        self.pub_gripper = self.create_publisher(Float64, p["gripper_topic"], 10)
+        self.pub_chunk = self.create_publisher(ActionChunk, "/conrft/action_chunk", 10)
+        self.pub_transition = self.create_publisher(Transition, "/conrft/transitions", TRANSITIONS_QOS)
+        self.pub_markers = self.create_publisher(MarkerArray, "/conrft/markers", 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.reset_client = self.create_client(ResetEpisode, p["reset_service"])
+        self.create_timer(1.0 / p["control_rate"], self._tick)
+        self.create_timer(1.0, self._diagnostics)
+        self.get_logger().info(
+            f"policy node ready: {'checkpoint ' + p['policy_checkpoint'] if self.policy else 'waiting for weights'}"
+            f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz")
+
+    # --- inputs ---------------------------------------------------------------------------------------------
+    def _on_intervention(self, msg: Intervention) -> None:
+        self.intervention, self.intervention_rx = msg, time.monotonic()
+
+    def _on_weights(self, msg: PolicyWeights) -> None:
+        if msg.version <= self.version:
+            return
+        try:
+            if msg.format != "safetensors":
+                raise WeightsError(f"format '{msg.format}' is not supported (only safetensors)")
+            if msg.uri:
+                raise WeightsError("weights by uri are not supported by this node; send the payload")
+            tensors, config = unpack(bytes(msg.payload), msg.sha256, int(msg.parameter_count))
+            if int(config.get("feature_dim", -1)) != self.featurizer.dim:
+                raise WeightsError(f"weights expect {config.get('feature_dim')} features, this node's VLA gives "
+                                   f"{self.featurizer.dim}")
+            if self.policy is not None:  # check shapes now, on a throwaway copy, so adoption cannot fail later
+                build_policy(tensors, config, "cpu")
+        except WeightsError as exc:
+            self._refuse(f"weights version {msg.version} rejected: {exc}; keeping version {self.version}")
+            return
+        self.pending = (msg.version, tensors, config, time.monotonic())
+
+    def _adopt_pending(self) -> None:
+        """Between chunks only: one chunk never mixes two policies."""
+        if self.pending is None:
+            return
+        version, tensors, config, received = self.pending
+        self.pending = None
+        try:
+            if self.policy is None:
+                self.policy = build_policy(tensors, config, self.params["device"])
+            else:
+                adopt(self.policy, tensors)
+        except WeightsError as exc:
+            self._refuse(f"weights version {version} rejected: {exc}; keeping version {self.version}")
+            return
+        self.version = version
+        self.get_logger().info(f"adopted policy weights version {version} "
+                               f"({(time.monotonic() - received) * 1e3:.0f} ms after receipt)")
+
+    def _refuse(self, reason: str) -> None:
+        self.last_reason = reason
+        self.get_logger().warn(reason, throttle_duration_sec=1.0)
+
+    # --- the control tick -----------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self.phase == "wait_policy":
+            self._adopt_pending()
+            if self.policy is not None:
+                self._request_reset()
+        elif self.phase == "resetting":
+            self._check_reset()
+        elif self.phase == "wait_obs":
+            obs = self._observation(quiet=True)
+            if obs is not None and obs["stamp"] >= self.reset_requested_at:
+                self._start_episode(obs)
+                self._step(obs)
+        elif self.phase == "running":
+            obs = self._observation(quiet=False)
+            if obs is None:
+                self._hold()
+                self._end_episode(None, truncated=True)
+            else:
+                self._step(obs)
+
+    def _request_reset(self) -> None:
+        if self.count_subscribers(self.params["target_topic"]) == 0:
+            self._refuse(f"no controller subscribes to {self.params['target_topic']}: not moving the robot; start "
+                         f"the controller or remap target_topic")
+            return
+        if not self.reset_client.service_is_ready():
+            self._refuse(f"reset service {self.params['reset_service']} is not available; waiting")
+            return
+        seed = self.params["seed"] + self.episodes_done if self.params["seed"] >= 0 else -1
+        req = ResetEpisode.Request(seed=seed, options=[f"unseen={str(self.params['unseen']).lower()}"])
+        self.reset_future = self.reset_client.call_async(req)
+        self.phase = "resetting"
+
+    def _check_reset(self) -> None:
+        if not self.reset_future.done():
+            return
+        res = self.reset_future.result()
+        if res is None or not res.success:
+            self._refuse(f"reset failed: {res.message if res else 'no response'}; retrying")
+            self.phase = "wait_policy"
+            return
+        self.episode_id = res.episode_id
+        self.reset_requested_at = self.get_clock().now().nanoseconds * 1e-9
+        self.phase = "wait_obs"
+
+    def _observation(self, quiet: bool) -> dict | None:
+        """Latest images + state if all are fresh, else None (the reason is logged unless `quiet`)."""
+        max_age = self.params["max_obs_age"]
+        sources = {f"camera '{c}'": self.images.get(c) for c in self.cameras}
+        sources["robot state"] = self.state
+        for name, msg in sources.items():
+            a = age(self, msg.header.stamp) if msg is not None else float("inf")
+            if a > max_age:
+                if not quiet:
+                    self._refuse(f"{name} is stale ({a:.2f} s > max_obs_age {max_age} s): stopping the robot")
+                return None
+        pos, quat = pose_arrays(self.state.ee_pose)
+        return {"images": {c: self.images[c] for c in self.cameras}, "state": self.state, "pos": pos, "quat": quat,
+                "stamp": min(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in sources.values())}
+
+    def _start_episode(self, obs: dict) -> None:
+        self.reference = (obs["pos"], obs["quat"])
+        self.started_at = self.get_clock().now().nanoseconds * 1e-9
+        self.featurizer.reset()
+        self.chunk.clear()
+        self.t, self.prev, self.path = 0, None, []
+        self.phase = "running"
+        self.get_logger().info(f"episode {self.episode_id} started (policy version {self.version})")
+
+    def _proprio(self, obs: dict) -> np.ndarray:
+        twist, wrench = twist_wrench(obs["state"])
+        return proprio_vector(obs["pos"], obs["quat"], *self.reference, obs["state"].gripper_width, twist, wrench)
+
+    def _step(self, obs: dict) -> None:
+        obs["proprio"] = self._proprio(obs)
+        if self.prev is not None and self._close_step(obs):
+            return
+        feats = self.featurizer({**{c: image_to_array(m) for c, m in obs["images"].items()},
+                                 "proprio": obs["proprio"], "instruction": self.params["instruction"]})
+        action, policy_action, intervened = self._choose(feats)
+        if action is None:
+            self._hold()
+            action = np.array([0, 0, 0, 0, 0, 0, self.gripper_cmd])
+        else:
+            target_pos, target_quat, width = action_to_target(action, obs["pos"], obs["quat"], self.scale, self.box)
+            self.pub_target.publish(pose_stamped(target_pos, target_quat, self.params["frame_id"],
+                                                 self.get_clock().now().to_msg()))
+            self.pub_gripper.publish(Float64(data=width))
+            self.gripper_cmd = float(action[6])
+        self.prev = {"obs": obs, "action": action, "policy_action": policy_action, "intervened": intervened,
+                     "version": self.version}
+        self.path.append(obs["pos"])
+        self._markers(obs, intervened)
+        self.t += 1
+
+    def _choose(self, feats) -> tuple[np.ndarray | None, np.ndarray, bool]:
+        """(action to execute or None to hold, the policy's action (zeros if it did not run), intervened)."""
+        zeros = np.zeros(7)
+        iv = self.intervention
+        if iv is not None and iv.active:
+            self.chunk.clear()  # re-plan from the state the human leaves
+            if time.monotonic() - self.intervention_rx > self.params["intervention_timeout"]:
+                self._refuse("teleop silent during an intervention: holding position")
+                return None, zeros, True
+            try:
+                tw = iv.twist
+                return check_action([tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y,
+                                     tw.angular.z, iv.gripper], "teleop command"), zeros, True
+            except ActionError as exc:
+                self._refuse(f"{exc}: refused, holding")
+                return None, zeros, True
+        if self.chunk.empty:
+            self._adopt_pending()
+            start = time.perf_counter()
+            chunk = self.policy(feats, deterministic=self.params["deterministic"])
+            latency = time.perf_counter() - start
+            try:
+                chunk = check_chunk(chunk, self.policy.agent.horizon, f"policy chunk (version {self.version})")
+            except ActionError as exc:
+                self._refuse(f"{exc}: refused, holding")
+                return None, zeros, False
+            self.chunk.load(chunk)
+            self._publish_chunk(chunk, latency)
+        action = self.chunk.pop()
+        return action, action, False
+
+    def _close_step(self, obs: dict) -> bool:
+        """Publish the previous step's transition now that its outcome is observed; True if the episode ended."""
+        success = bool(self.success)
+        iv = self.intervention  # an outcome key counts only if pressed during this episode
+        outcome = iv.outcome if iv is not None and stamp_seconds(iv.header.stamp) >= self.started_at else 0
+        terminated = success or outcome != 0
+        success = success or outcome > 0
+        truncated = not terminated and self.t >= self.params["max_episode_steps"]
+        self._publish_transition(obs, success, terminated, truncated)
+        if terminated or truncated:
+            self._hold()
+            self._finish(success)
+            return True
+        return False
+
+    def _end_episode(self, obs, truncated: bool) -> None:
+        """Stop mid-episode (stale data): the last step is closed without its next observation when needed."""
+        if self.prev is not None:
+            obs = obs or self.prev["obs"]
+            self._publish_transition(obs, False, False, truncated)
+        self._finish(False)
+
+    def _finish(self, success: bool) -> None:
+        self.get_logger().info(f"episode {self.episode_id} ended after {self.t} steps: "
+                               f"{'success' if success else 'no success'}")
+        self.episodes_done += 1
+        self.prev = None
+        if self.params["episodes"] and self.episodes_done >= self.params["episodes"]:
+            self.phase = "done"
+            self.get_logger().info(f"{self.episodes_done} episodes done; stopping")
+            raise SystemExit(0)
+        self.phase = "wait_policy"
+
+    def _publish_transition(self, obs: dict, success: bool, terminated: bool, truncated: bool) -> None:
+        prev = self.prev
+        msg = Transition(episode_id=self.episode_id, step=self.t - 1, camera_names=self.cameras,
+                         images=[prev["obs"]["images"][c] for c in self.cameras],
+                         proprio=prev["obs"]["proprio"].astype(np.float32).tolist(),
+                         instruction=self.params["instruction"],
+                         action=np.asarray(prev["action"], np.float32).tolist(),
+                         policy_action=np.asarray(prev["policy_action"], np.float32).tolist(),
+                         reward=step_reward(success, self.params["success_reward"], self.params["step_penalty"]),
+                         terminated=terminated, success=success, truncated=truncated,
+                         intervened=prev["intervened"], policy_version=prev["version"])
+        msg.header.stamp = prev["obs"]["state"].header.stamp
+        msg.header.frame_id = self.params["frame_id"]
+        if terminated or truncated:
+            msg.final_images = [obs["images"][c] for c in self.cameras]
+            msg.final_proprio = obs["proprio"].astype(np.float32).tolist()
+        self.pub_transition.publish(msg)
+
+    def _hold(self) -> None:
+        """Target = measured pose: the impedance controller stops the arm where it is."""
+        if self.state is not None and age(self, self.state.header.stamp) <= self.params["max_obs_age"]:
+            pos, quat = pose_arrays(self.state.ee_pose)
+            self.pub_target.publish(pose_stamped(self.box.clip(pos), quat, self.params["frame_id"],
+                                                 self.get_clock().now().to_msg()))
+
+    # --- monitoring -----------------------------------------------------------------------------------------
+    def _publish_chunk(self, chunk: np.ndarray, latency: float) -> None:
+        msg = ActionChunk(episode_id=self.episode_id, step=self.t, horizon=len(chunk), action_dim=chunk.shape[1],
+                          actions=chunk.astype(np.float32).ravel().tolist(), policy_version=self.version,
+                          inference_latency=float(latency))
+        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.params["frame_id"]
+        self.pub_chunk.publish(msg)
+
+    def _markers(self, obs: dict, intervened: bool) -> None:
+        frame, stamp = self.params["frame_id"], self.get_clock().now().to_msg()
+
+        def marker(mid, kind, points, rgba, width=0.004):
+            m = Marker(ns="conrft", id=mid, type=kind, action=Marker.ADD)
+            m.header.frame_id, m.header.stamp = frame, stamp
+            m.scale.x = m.scale.y = m.scale.z = width
+            m.color.r, m.color.g, m.color.b, m.color.a = rgba
+            m.pose.orientation.w = 1.0
+            m.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]
+            return m
+
+        ahead = obs["pos"] + np.cumsum(self.chunk.remaining[:, :3] * self.scale.max_translation, axis=0)
+        lo, hi = np.array(self.box.low), np.array(self.box.high)
+        corners = [np.where([i & 1, i & 2, i & 4], hi, lo) for i in range(8)]
+        edges = [corners[a] for i in range(8) for b in (1, 2, 4) if not i & b for a in (i, i | b)]
+        colour = (1.0, 0.2, 0.1, 1.0) if intervened else (0.1, 0.8, 0.2, 1.0)
+        self.pub_markers.publish(MarkerArray(markers=[
+            marker(0, Marker.LINE_STRIP, [obs["pos"], *ahead], (0.2, 0.4, 1.0, 1.0)),
+            marker(1, Marker.LINE_STRIP, self.path + [obs["pos"]], (0.6, 0.6, 0.6, 1.0)),
+            marker(2, Marker.LINE_LIST, edges, (1.0, 0.8, 0.0, 0.8), 0.002),
+            marker(3, Marker.SPHERE_LIST, [obs["pos"]], colour, 0.02),
+        ]))
+
+    def _diagnostics(self) -> None:
+        level = DiagnosticStatus.OK if self.phase == "running" else DiagnosticStatus.WARN
+        values = {"phase": self.phase, "episode": self.episode_id, "step": self.t, "policy_version": self.version,
+                  "episodes_done": self.episodes_done, "last_refusal": self.last_reason,
+                  "intervention": bool(self.intervention and self.intervention.active)}
+        status = DiagnosticStatus(level=level, name="conrft/policy", hardware_id="conrft",
+                                  message=self.last_reason or self.phase,
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = PolicyNode()
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"policy_node: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    code = 0
+    try:
+        rclpy.spin(node)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if rclpy.ok():
+            node._hold()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
