@@ -160,6 +160,18 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def cmd_session(args) -> int:
+    from conrft_bringup.session import run_session
+
+    overrides = {}
+    for item in args.args:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise ConfigError(f"session arguments are name:=value (as in ros2 launch), got '{item}'")
+        overrides[name] = value
+    return run_session(args.config, overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conrft",
@@ -232,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("session", help="start a session's nodes as processes (where ros2 launch is absent)")
+    p.add_argument("config", type=Path, help="session YAML, e.g. config/sim_pick_cube.yaml")
+    p.add_argument("args", nargs="*", metavar="NAME:=VALUE", help="session arguments (see the file's args:)")
+    p.set_defaults(func=cmd_session)
     return parser
 
 

@@ -116,6 +116,10 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             item_tp = args[0] if args else Any
             items = [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
         return origin(items)
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
     if tp is Any:
         return value
     if tp is float:

@@ -7,6 +7,7 @@ discarded. The records are opaque bytes (the learner node stores serialized ROS 
 """
 from __future__ import annotations
 
+import os
 import struct
 import threading
 from pathlib import Path
@@ -28,7 +29,10 @@ class TransitionJournal:
         with self._lock:
             f = self._files.get(episode_id)
             if f is None:
-                f = self._files[episode_id] = open(self._path(episode_id), "ab")
+                path = self._path(episode_id)
+                if path.exists():  # after a restart: cut a record torn by the kill, or new ones would be lost
+                    os.truncate(path, self._parse(path.read_bytes())[1])
+                f = self._files[episode_id] = open(path, "ab")
             f.write(_LEN.pack(len(record)) + record)
             f.flush()
 
@@ -36,7 +40,11 @@ class TransitionJournal:
         return sorted(int(p.stem.split("_")[1]) for p in self.folder.glob("episode_*.bin"))
 
     def records(self, episode_id: int) -> list[bytes]:
-        data = self._path(episode_id).read_bytes()
+        return self._parse(self._path(episode_id).read_bytes())[0]
+
+    @staticmethod
+    def _parse(data: bytes) -> tuple[list[bytes], int]:
+        """(complete records, byte length they span)."""
         out, pos = [], 0
         while pos + _LEN.size <= len(data):
             (n,) = _LEN.unpack_from(data, pos)
@@ -44,7 +52,7 @@ class TransitionJournal:
                 break  # cut short by a kill mid-write
             out.append(data[pos + _LEN.size:pos + _LEN.size + n])
             pos += _LEN.size + n
-        return out
+        return out, pos
 
     def discard(self, episode_ids) -> None:
         with self._lock:

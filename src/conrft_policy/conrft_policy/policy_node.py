@@ -13,7 +13,8 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    the reason logged and the robot holds.
 
 The node never moves the robot before it has a policy (weights from the learner on `/conrft/policy_weights`,
-or `policy_checkpoint`), and never while `target_topic` has no subscriber (no controller to obey it).
+or `policy_checkpoint`), and never while `target_topic` has no subscriber (no controller to obey it). With
+`teleop_only` (demonstration recording) it runs no policy: the human drives, and the robot holds otherwise.
 Logic lives in conrft_core (control, weights, spaces, the VLA featurizer); this is I/O, timing and safety.
 """
 from __future__ import annotations
@@ -78,6 +79,7 @@ PARAMS = {
     "success_reward": 10.0,
     "step_penalty": 0.05,
     "device": "auto",
+    "teleop_only": False,  # demonstration recording: the human drives, no policy is needed or run
 }
 
 
@@ -161,6 +163,8 @@ class PolicyNode(Node):
             self._refuse(f"weights version {msg.version} rejected: {exc}; keeping version {self.version}")
             return
         self.pending = (msg.version, tensors, config, time.monotonic())
+        if self.chunk.empty:  # between chunks already (callbacks never run inside a control tick)
+            self._adopt_pending()
 
     def _adopt_pending(self) -> None:
         """Between chunks only: one chunk never mixes two policies."""
@@ -188,7 +192,7 @@ class PolicyNode(Node):
     def _tick(self) -> None:
         if self.phase == "wait_policy":
             self._adopt_pending()
-            if self.policy is not None:
+            if self.policy is not None or self.params["teleop_only"]:
                 self._request_reset()
         elif self.phase == "resetting":
             self._check_reset()
@@ -296,6 +300,8 @@ class PolicyNode(Node):
             except ActionError as exc:
                 self._refuse(f"{exc}: refused, holding")
                 return None, zeros, True
+        if self.params["teleop_only"]:
+            return None, zeros, True  # nobody drives: hold
         if self.chunk.empty:
             self._adopt_pending()
             start = time.perf_counter()
