@@ -212,3 +212,65 @@ def test_unseen_positions_lie_outside_the_training_range():
 def test_shipped_config_file_is_the_default_config():
     path = Path(__file__).resolve().parents[3] / "config" / "sim.yaml"
     assert from_dict(SimConfig, load_yaml(path)["sim"], "sim") == SimConfig()
+
+
+def assert_same_world(a, b):
+    for x, y in zip(a.ee_pose(), b.ee_pose()):
+        np.testing.assert_array_equal(y, x)
+    assert b.gripper_width() == a.gripper_width()
+    assert b.sim_time == a.sim_time
+    np.testing.assert_array_equal(b.joint_positions(), a.joint_positions())
+    np.testing.assert_array_equal(b.joint_velocities(), a.joint_velocities())
+    priv_a, priv_b = a.privileged(), b.privileged()
+    assert set(priv_b) == set(priv_a)
+    for key in priv_a:
+        np.testing.assert_array_equal(priv_b[key], priv_a[key], err_msg=key)
+    assert b.success() == a.success()
+
+
+@pytest.mark.parametrize("task", ["pick_cube", "peg_insert", "drawer_open"])
+def test_snapshot_restore_mirrors_another_sim(task):
+    source = FrankaSim(SimConfig(task=task, cameras=()))
+    mirror = FrankaSim(SimConfig(task=task, cameras=()))
+    source.reset(seed=3)
+    mirror.reset(seed=4)  # objects elsewhere
+    for action in ([1.0, -0.5, -1.0, 0, 0, 0.3, -1.0], [0.2, 0.8, 0.0, 0.5, 0, 0, 0.5]):
+        source.apply_action(np.array(action))
+    assert not np.allclose(mirror.ee_pose()[0], source.ee_pose()[0])
+    mirror.restore(source.snapshot())
+    assert_same_world(source, mirror)
+    # The snapshot is a plain float vector (it travels as Float64MultiArray): a list restores the same.
+    mirror.reset(seed=5)
+    mirror.restore(source.snapshot().tolist())
+    assert_same_world(source, mirror)
+
+
+def test_snapshot_restore_carries_the_hole_moved_at_reset_and_success():
+    source = FrankaSim(SimConfig(task="peg_insert", cameras=()))
+    mirror = FrankaSim(SimConfig(task="peg_insert", cameras=()))
+    source.reset(seed=1)
+    mirror.reset(seed=2)
+    hole = source.privileged()["hole_top"]
+    assert not np.allclose(mirror.privileged()["hole_top"][:2], hole[:2])
+    # Place the grasped peg inside the hole in the source world: a success the mirror must see too.
+    peg = source.model.body("peg")
+    adr = source.model.jnt_qposadr[peg.jntadr[0]]
+    source.data.qpos[adr:adr + 3] = [hole[0], hole[1], source.task.peg_half_len + 0.005]
+    source.data.qpos[adr + 3:adr + 7] = [1.0, 0.0, 0.0, 0.0]
+    mujoco.mj_forward(source.model, source.data)
+    assert source.success() and not mirror.success()
+    mirror.restore(source.snapshot())
+    np.testing.assert_array_equal(mirror.privileged()["hole_top"], hole)
+    assert mirror.success()
+    assert_same_world(source, mirror)
+
+
+def test_snapshot_of_another_task_is_refused(blind_sim):
+    blind_sim.reset(seed=0)
+    peg = FrankaSim(SimConfig(task="peg_insert", cameras=()))
+    before = peg.snapshot()
+    with pytest.raises(ValueError, match="peg_insert scene needs .* another task"):
+        peg.restore(blind_sim.snapshot())
+    with pytest.raises(ValueError, match="pick_cube scene needs"):
+        blind_sim.restore(peg.snapshot())
+    np.testing.assert_array_equal(peg.snapshot(), before)  # nothing of it was applied

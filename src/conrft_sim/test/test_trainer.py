@@ -119,3 +119,47 @@ def test_config_errors_name_the_key():
         from_dict(ExperimentConfig, {"train": {"method": "co_rft"}})
     with pytest.raises(ValueError, match="features 'vla_remote'"):
         from_dict(ExperimentConfig, {"features": "vla_remote"})
+
+
+def synthetic_episode(eid, intervened, rng, dim, success=True):
+    """An episode with state features only (no cameras), as the learner node hands to learn_from_episode."""
+    from conrft_core.episode import Episode
+    from conrft_core.spaces import PROPRIO_DIM
+
+    T = len(intervened)
+    ep = Episode(episode_id=eid, instruction="insert the peg into the hole", images={},
+                 proprio=rng.normal(size=(T + 1, PROPRIO_DIM)).astype(np.float32),
+                 actions=rng.uniform(-1, 1, (T, 7)).astype(np.float32), rewards=np.full(T, -0.05, np.float32),
+                 intervened=np.array(intervened, bool), terminated=success, truncated=not success, success=success)
+    return ep, rng.normal(size=(T + 1, dim)).astype(np.float32)
+
+
+def test_learn_from_episode_fills_the_buffers_and_runs_utd_updates():
+    from types import SimpleNamespace
+
+    cfg = tiny("hil_conrft", updates_per_env_step=0.6).train
+    dim = 6
+    trainer = Trainer(cfg, env=None, featurizer=SimpleNamespace(dim=dim), progress=False)
+    rng = np.random.default_rng(0)
+    trainer.add_demos([synthetic_episode(0, [True] * 5, rng, dim)])
+    calls = []
+    trainer.on_update = calls.append
+    ep, feats = synthetic_episode(1, [False, True, True, False, False, True, True], rng, dim)
+    trainer.learn_from_episode(ep, feats)
+    assert (trainer.episodes, trainer.env_steps, trainer.intervened_steps) == (1, 7, 4)
+    assert calls == [1, 2, 3, 4] and trainer.updates == 4  # round(7 x 0.6)
+    assert trainer.online_buffer.num_episodes == 1 and len(trainer.online_buffer) == 7
+    # The two human-driven segments (steps 1-2 and 5-6) join the demo buffer as episodes of their own.
+    assert trainer.demo_buffer.num_episodes == 3 and len(trainer.demo_buffer) == 5 + 4
+    stored = trainer.demo_buffer.data["action"]
+    for t in range(ep.length):
+        found = any(np.array_equal(row, ep.actions[t]) for row in stored)
+        assert found == bool(ep.intervened[t]), t
+
+    # A second episode without takeovers: online buffer only; counters and update ids keep counting.
+    ep2, feats2 = synthetic_episode(2, [False] * 5, rng, dim, success=False)
+    trainer.learn_from_episode(ep2, feats2)
+    assert (trainer.episodes, trainer.env_steps, trainer.intervened_steps) == (2, 12, 4)
+    assert calls == [1, 2, 3, 4, 5, 6, 7]  # round(5 x 0.6) = 3 more
+    assert trainer.online_buffer.num_episodes == 2 and len(trainer.online_buffer) == 12
+    assert trainer.demo_buffer.num_episodes == 3 and len(trainer.demo_buffer) == 9

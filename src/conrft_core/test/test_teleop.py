@@ -1,0 +1,186 @@
+"""Teleop device mappings: SpaceMouse takeover/release, buttons, clipping; keyboard keys, toggles, outcomes."""
+import numpy as np
+import pytest
+
+from conrft_core.teleop import KEY_AXES, Keyboard, SpaceMouse, SpaceMouseConfig
+
+
+def mouse(**kw):
+    return SpaceMouse(SpaceMouseConfig(**kw))
+
+
+# ---------------------------------------------------------------------------------------------- SpaceMouse
+def test_spacemouse_starts_idle_with_the_gripper_open():
+    active, action, outcome = SpaceMouse().command(0.0)
+    assert not active and outcome == 0
+    np.testing.assert_array_equal(action, [0, 0, 0, 0, 0, 0, 1.0])
+
+
+def test_spacemouse_deadband_neither_takes_over_nor_moves():
+    m = mouse(deadband=0.1)
+    m.on_twist([0.05, -0.09, 0.0, 0.08, 0.0, -0.1], now=0.0)  # hand resting on the puck
+    active, action, _ = m.command(0.0)
+    assert not active
+    np.testing.assert_array_equal(action[:6], 0.0)
+
+
+def test_spacemouse_motion_takes_over_and_small_axes_are_zeroed():
+    m = mouse(deadband=0.1)
+    m.on_twist([0.5, 0.05, -0.3, 0.0, 0.2, -0.09], now=1.0)
+    active, action, outcome = m.command(1.0)
+    assert active and outcome == 0
+    np.testing.assert_allclose(action, [0.5, 0.0, -0.3, 0.0, 0.2, 0.0, 1.0])
+
+
+def test_spacemouse_releases_after_release_after_seconds_at_rest():
+    m = mouse(deadband=0.05, release_after=0.5)
+    m.on_twist([0.4, 0, 0, 0, 0, 0], now=10.0)
+    m.on_twist([0.0] * 6, now=10.1)  # at rest from here on
+    assert m.command(10.3)[0]
+    assert m.command(10.5)[0]  # exactly 0.5 s since the last motion: still held
+    active, action, _ = m.command(10.51)
+    assert not active
+    np.testing.assert_array_equal(action[:6], 0.0)
+    # New motion takes over again, and the rest clock restarts from it.
+    m.on_twist([0, 0, -0.6, 0, 0, 0], now=11.0)
+    assert m.command(11.4)[0]
+    m.on_twist([0, 0, -0.6, 0, 0, 0], now=11.4)  # still moving
+    assert m.command(11.8)[0]
+    assert not m.command(11.95)[0]
+
+
+def test_spacemouse_gripper_toggles_on_the_rising_edge_only():
+    m = mouse(button_gripper=0, button_success=1)
+    m.on_buttons([1, 0], now=0.0)
+    active, action, _ = m.command(0.0)
+    assert action[6] == -1.0 and active  # pressing the gripper button is an intervention too
+    m.on_buttons([1, 0], now=0.1)  # held: no new toggle
+    m.on_buttons([1, 0], now=0.2)
+    assert m.command(0.2)[1][6] == -1.0
+    m.on_buttons([0, 0], now=0.3)  # released: no toggle
+    assert m.command(0.3)[1][6] == -1.0
+    m.on_buttons([1, 0], now=0.4)  # pressed again: opens
+    assert m.command(0.4)[1][6] == 1.0
+
+
+def test_spacemouse_success_and_failure_buttons_give_a_one_shot_outcome():
+    m = mouse(button_gripper=0, button_success=1, button_failure=2)
+    m.on_buttons([0, 1, 0], now=0.0)
+    assert m.command(0.0)[2] == 1
+    assert m.command(0.1)[2] == 0  # reported once
+    m.on_buttons([0, 1, 0], now=0.2)  # still held: no second verdict
+    assert m.command(0.2)[2] == 0
+    m.on_buttons([0, 0, 1], now=0.3)
+    active, action, outcome = m.command(0.3)
+    assert outcome == -1 and m.command(0.4)[2] == 0
+    assert not active and action[6] == 1.0  # verdict buttons neither take over nor touch the gripper
+
+
+def test_spacemouse_without_a_failure_button_never_reports_failure():
+    m = mouse(button_gripper=0, button_success=1)  # button_failure -1: none
+    m.on_buttons([0, 0, 1, 1], now=0.0)
+    _, action, outcome = m.command(0.0)
+    assert outcome == 0 and action[6] == 1.0
+
+
+def test_spacemouse_scale_and_clipping():
+    m = mouse(scale=2.0, deadband=0.05)
+    m.on_twist([0.3, -0.8, 0.0, 2.0, -0.1, 0.0], now=0.0)
+    _, action, _ = m.command(0.0)
+    np.testing.assert_allclose(action[:6], [0.6, -1.0, 0.0, 1.0, -0.2, 0.0])
+    m.on_twist([np.nan, 0, 0, 0, 0, 0.2], now=0.1)  # a NaN from the driver is no motion, not a NaN command
+    _, action, _ = m.command(0.1)
+    assert np.all(np.isfinite(action))
+    np.testing.assert_allclose(action[:6], [0, 0, 0, 0, 0, 0.4])
+
+
+@pytest.mark.parametrize("kw", [{"deadband": 1.0}, {"deadband": -0.1}, {"scale": 0.0},
+                                {"scale": float("nan")}, {"release_after": -1.0}])
+def test_spacemouse_config_validation(kw):
+    with pytest.raises(ValueError, match="spacenav"):
+        SpaceMouseConfig(**kw)
+
+
+# ------------------------------------------------------------------------------------------------ Keyboard
+def test_keyboard_key_moves_for_key_hold_then_stops():
+    kb = Keyboard(speed=0.5, key_hold=0.15)
+    assert not kb.command(0.0)[0]
+    kb.on_key("w", now=1.0)
+    active, action, outcome = kb.command(1.05)
+    assert active and outcome == 0
+    np.testing.assert_allclose(action, [0.5, 0, 0, 0, 0, 0, 1.0])
+    assert kb.command(1.15)[1][0] == 0.5  # key_hold reached, still moving
+    active, action, _ = kb.command(1.2)
+    assert active  # control stays with the human until space hands it back
+    np.testing.assert_array_equal(action[:6], 0.0)
+    kb.on_key("w", now=1.3)  # a repeat re-arms it
+    assert kb.command(1.4)[1][0] == 0.5
+
+
+def test_keyboard_each_key_drives_its_own_axis_and_sign():
+    for key, (axis, sign) in KEY_AXES.items():
+        kb = Keyboard(speed=0.25)
+        kb.on_key(key, now=0.0)
+        expected = np.zeros(7)
+        expected[axis], expected[6] = sign * 0.25, 1.0
+        np.testing.assert_allclose(kb.command(0.0)[1], expected, err_msg=key)
+    assert sorted(a for a, _ in KEY_AXES.values()) == sorted(list(range(6)) * 2)
+
+
+def test_keyboard_keys_on_several_axes_combine():
+    kb = Keyboard(speed=1.0, key_hold=0.15)
+    kb.on_key("d", now=0.0)
+    kb.on_key("f", now=0.1)
+    np.testing.assert_allclose(kb.command(0.12)[1][:3], [0, -1, -1])
+    np.testing.assert_allclose(kb.command(0.2)[1][:3], [0, 0, -1])  # d expired, f still held
+    kb.on_key("s", now=0.3)
+    kb.on_key("w", now=0.31)  # the later key on an axis wins
+    assert kb.command(0.32)[1][0] == 1.0
+
+
+def test_keyboard_space_toggles_active():
+    kb = Keyboard()
+    kb.on_key(" ", now=0.0)
+    assert kb.command(0.0)[0]
+    kb.on_key(" ", now=0.1)
+    assert not kb.command(0.1)[0]
+    kb.on_key("a", now=0.2)  # a motion key takes over
+    assert kb.command(0.2)[0]
+    kb.on_key(" ", now=0.3)
+    assert not kb.command(0.3)[0]
+
+
+def test_keyboard_g_toggles_the_gripper():
+    kb = Keyboard()
+    kb.on_key("g", now=0.0)
+    assert kb.command(0.0)[1][6] == -1.0
+    assert kb.command(5.0)[1][6] == -1.0  # it stays closed
+    kb.on_key("g", now=5.1)
+    assert kb.command(5.1)[1][6] == 1.0
+
+
+def test_keyboard_outcome_is_one_shot():
+    kb = Keyboard()
+    kb.on_key("y", now=0.0)
+    assert kb.command(0.0)[2] == 1
+    assert kb.command(0.05)[2] == 0
+    kb.on_key("n", now=0.1)
+    assert kb.command(0.1)[2] == -1
+    assert kb.command(0.2)[2] == 0
+
+
+def test_keyboard_q_quits_and_unknown_keys_do_nothing():
+    kb = Keyboard()
+    kb.on_key("z", now=0.0)
+    kb.on_key("\x1b", now=0.0)
+    active, action, outcome = kb.command(0.0)
+    assert not kb.quit and not active and outcome == 0
+    np.testing.assert_array_equal(action, [0, 0, 0, 0, 0, 0, 1.0])
+    kb.on_key("q", now=0.1)
+    assert kb.quit
+
+
+@pytest.mark.parametrize("speed", [0.0, -0.5, 1.5])
+def test_keyboard_invalid_speed_raises(speed):
+    with pytest.raises(ValueError, match=r"keyboard speed must be in \(0, 1\]"):
+        Keyboard(speed=speed)
