@@ -70,7 +70,7 @@ PARAMS = {
     "unseen": False,  # reset option: objects over the unseen range
     "deterministic": False,
     "max_obs_age": 0.5,  # s
-    "intervention_timeout": 0.2,  # s of teleop silence during an intervention before holding
+    "intervention_timeout": 0.1,  # s of teleop silence during an intervention before holding (5 missed 50 Hz messages)
     "safety_box_low": [0.3, -0.2, 0.01],
     "safety_box_high": [0.7, 0.2, 0.35],
     "max_translation": 0.01,

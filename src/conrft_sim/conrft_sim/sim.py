@@ -231,8 +231,9 @@ class FrankaSim:
 
     def snapshot(self) -> np.ndarray:
         """The world's state as one vector: time, qpos, qvel, body positions (reset moves some bodies, e.g.
-        the hole). `restore` on another FrankaSim of the same task reproduces every getter above; the scripted
-        teleop node mirrors the sim node this way (ROS topic /sim/world_state)."""
+        the hole). `restore` on another FrankaSim of the same task reproduces the poses, gripper width,
+        privileged state and success (not wrench or proprio: actuator commands and the reset pose are not in
+        it); the scripted teleop node mirrors the sim node this way (ROS topic /sim/world_state)."""
         m, d = self.model, self.data
         return np.concatenate([[d.time], d.qpos, d.qvel, m.body_pos.ravel()])
 

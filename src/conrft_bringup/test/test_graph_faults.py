@@ -1,0 +1,112 @@
+"""Faults in a running simulated session (real processes over DDS): a learner killed and restarted, a teleop
+node killed while it drives the robot."""
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+
+from conrft_core.checkpoint import load_checkpoint
+from conrft_core.journal import TransitionJournal
+from conrft_interfaces.msg import Intervention, RobotState, Transition
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = ROOT / "config"
+KEEP_ALL = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
+
+
+def start_graph(ros_process, assets, run_dir, policy_args=(), teleop_args=(), learner_args=()):
+    size = assets["image_size"]
+    sim = ros_process("conrft_sim.sim_node", "--params-file", str(CONFIG / "sim_node.yaml"),
+                      "-p", f"image_width:={size}", "-p", f"image_height:={size}")
+    policy = ros_process("conrft_policy.policy_node", "--params-file", str(CONFIG / "policy_sim.yaml"),
+                         "-p", "use_sim_time:=true", "-p", f"vla_checkpoint:={assets['vla_checkpoint']}",
+                         "-p", "instruction:=pick up the red cube", "-p", "max_episode_steps:=20", *policy_args)
+    teleop = ros_process("conrft_teleop.teleop_node", "--params-file", str(CONFIG / "teleop_sim.yaml"),
+                         "-p", "use_sim_time:=true", *teleop_args)
+    learner = start_learner(ros_process, assets, run_dir, *learner_args)
+    return sim, policy, teleop, learner
+
+
+def start_learner(ros_process, assets, run_dir, *args):
+    return ros_process("conrft_learner.learner_node", "--params-file", str(CONFIG / "learner_sim.yaml"),
+                       "-p", "use_sim_time:=true", "-p", f"vla_checkpoint:={assets['vla_checkpoint']}",
+                       "-p", f"demo_bags:=[{assets['demo_bag']}]", "-p", f"run_dir:={run_dir}",
+                       "-p", f"config_file:={assets['train_config']}", "-p", "task:=pick_cube", *args)
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def received_before_kill(run_dir: Path) -> set[int]:
+    """Episodes the learner held when it died: learned from (in its checkpoint) or complete in its journal."""
+    held = set()
+    if (run_dir / "checkpoint.safetensors").exists():
+        held |= set(load_checkpoint(run_dir / "checkpoint.safetensors")[1]["meta"]["ingested_episodes"])
+    journal = TransitionJournal(run_dir / "journal")
+    for eid in journal.episodes():
+        msgs = [deserialize_message(r, Transition) for r in journal.records(eid)]
+        steps = {m.step for m in msgs}
+        if any(m.terminated or m.truncated for m in msgs) and steps == set(range(len(steps))):
+            held.add(eid)
+    return held
+
+
+def test_learner_killed_and_restarted_loses_nothing(ros_process, ros_node, tmp_path, make_graph_assets):
+    assets = make_graph_assets(tmp_path / "assets", online_env_steps=200)
+    run_dir = tmp_path / "run"
+    _, policy, _, learner = start_graph(ros_process, assets, run_dir, learner_args=("-p", "checkpoint_every_episodes:=2"))
+    episodes_logged = lambda proc: len(re.findall(r"\]: episode \d+: ", proc.output()))  # noqa: E731
+    wait_for(lambda: episodes_logged(learner) >= 3, 180, "three episodes at the learner")
+    os.killpg(learner.proc.pid, signal.SIGKILL)
+    learner.proc.wait()
+    held = received_before_kill(run_dir)
+    assert len(held) >= 3
+
+    # The policy node keeps running on its last weights while no learner runs.
+    transitions = []
+    ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
+    assert ros_node.spin_until(lambda: len(transitions) >= 10, timeout=30), policy.output()[-2000:]
+    assert "error" not in policy.output().lower()
+
+    restarted = start_learner(ros_process, assets, run_dir)
+    assert restarted.wait(timeout=240) == 0, restarted.output()[-3000:]
+    log = restarted.output()
+    assert "journaled transitions replayed" in log
+    _, config = load_checkpoint(run_dir / "checkpoint.safetensors")
+    final = set(config["meta"]["ingested_episodes"])
+    assert held <= final, f"lost episodes {sorted(held - final)}"
+    assert len(final) == len(config["meta"]["ingested_episodes"])  # none learned from twice
+    assert config["progress"]["env_steps"] >= 200
+
+
+def test_robot_holds_when_teleop_dies_mid_intervention(ros_process, ros_node, tmp_path, graph_assets):
+    _, policy, teleop, _ = start_graph(ros_process, graph_assets, tmp_path / "run",
+                                       teleop_args=("-p", "patience:=2", "-p", "takeover_steps:=30"))
+    interventions, states = [], []
+    ros_node.create_subscription(Intervention, "/conrft/intervention", interventions.append, 10)
+    ros_node.create_subscription(RobotState, "/conrft/robot_state", states.append, 10)
+    assert ros_node.spin_until(lambda: any(m.active for m in interventions[-3:]), timeout=180), "no intervention"
+    os.killpg(teleop.proc.pid, signal.SIGKILL)
+    killed = time.time()
+    teleop.proc.wait()
+    pattern = r"\[WARN\] \[(\d+\.\d+)\] \[policy\]: teleop silent during an intervention: holding position"
+    ros_node.spin_until(lambda: re.search(pattern, policy.output()) is not None, timeout=10)
+    match = re.search(pattern, policy.output())
+    assert match, policy.output()[-2000:]
+    assert float(match.group(1)) - killed <= 0.2
+    # Held: the end effector comes to rest.
+    states.clear()
+    ros_node.spin_until(lambda: len(states) >= 100, timeout=10)
+    speeds = [np.linalg.norm([s.ee_twist.linear.x, s.ee_twist.linear.y, s.ee_twist.linear.z]) for s in states[-20:]]
+    assert max(speeds) < 0.01

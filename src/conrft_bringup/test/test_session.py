@@ -1,0 +1,75 @@
+"""`conrft session`: the whole simulated training graph as separate processes over DDS (sim, policy node,
+scripted teleop, learner, demo recorder), and the session's handling of bad input and crashing nodes."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conrft_core.bags import read_episodes
+from conrft_core.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[3]
+SESSION = ROOT / "config" / "sim_pick_cube.yaml"
+
+
+def run_session(path, args: dict, timeout: float) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "conrft_bringup.cli", "session", str(path), *(f"{k}:={v}" for k, v in args.items())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def with_recorder(tmp_path, bag) -> Path:
+    """The shipped session plus a demo recorder keeping every episode."""
+    cfg = yaml.safe_load(SESSION.read_text())
+    for node in cfg["nodes"].values():
+        node["params"] = [str(SESSION.parent / p) for p in node["params"]]
+    cfg["nodes"]["recorder"] = {"package": "conrft_bringup", "executable": "demo_recorder",
+                                "parameters": {"output": str(bag), "keep": "all"}}
+    path = tmp_path / "session.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_training_session_over_dds(tmp_path, graph_assets):
+    run_dir, bag = tmp_path / "run", tmp_path / "recorded"
+    res = run_session(with_recorder(tmp_path, bag),
+                      {**graph_assets, "run_dir": run_dir, "max_episode_steps": 30}, timeout=240)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert "[session] learner finished: stopping the session" in out
+
+    # Transitions arrived at the learner and it learned from them.
+    _, config = load_checkpoint(run_dir / "checkpoint.safetensors")
+    progress, ingested = config["progress"], config["meta"]["ingested_episodes"]
+    assert progress["env_steps"] >= 100 and len(ingested) >= 4
+    # Weights were published and adopted: the policy ran more than one version.
+    adopted = [line for line in out.splitlines() if "[policy]" in line and "adopted policy weights version" in line]
+    assert len({line.split("version ")[1].split()[0] for line in adopted}) >= 2, out[-4000:]
+    # The scripted human intervened (the untrained policy stalls), and the steps say so.
+    assert progress["intervened_steps"] > 0
+    # The recorder's bag loads back into the episodes the learner received.
+    episodes = {ep.episode_id: ep for ep in read_episodes(bag)}
+    assert set(ingested) <= set(episodes)
+    assert sum(episodes[i].length for i in ingested) == progress["env_steps"]
+    assert sum(int(episodes[i].intervened.sum()) for i in ingested) == progress["intervened_steps"]
+    assert all(episodes[i].length <= 30 for i in ingested)
+
+
+def test_session_stops_everything_when_a_node_crashes(tmp_path, graph_assets):
+    res = run_session(SESSION, {**graph_assets, "demo_bag": tmp_path / "no_such_bag", "run_dir": tmp_path / "r"},
+                      timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert "no_such_bag" in out and "learner crashed (exit status 1)" in out
+    pids = [int(part.split("pid ")[1].rstrip(")")) for part in out.split("[session] started ")[1].splitlines()[0]
+            .split(", ")]
+    for pid in pids:  # every node was stopped
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_session_rejects_unknown_argument():
+    res = run_session(SESSION, {"vla_chekpoint": "x"}, timeout=60)
+    assert res.returncode == 2
+    assert "unknown session argument 'vla_chekpoint'" in res.stderr
