@@ -1,16 +1,18 @@
 # The two commands of the README: `make demo` and `make test`. Both set the workspace up first if needed.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 WS := source ./env.sh &&
 DEMO_OUT ?= out/demo
-DEMO_STEPS ?= 3000
+DEMO_STEPS ?= 2000
 
 .PHONY: help setup test demo bench clean
 
 help:
 	@echo "make setup   create .venv, install pinned requirements, build the colcon workspace (idempotent)"
-	@echo "make demo    the main job: demonstrations -> offline -> online with the simulated human -> evaluation"
-	@echo "             (peg_insert, ~6 min on 2 CPU cores; DEMO_STEPS=12000 for the full online budget)"
+	@echo "make demo    the main job: a simulated ROS 2 training session on pick_cube (VLA pretraining, demos,"
+	@echo "             offline stage, online stage with the scripted human over DDS, evaluation table + curve);"
+	@echo "             ~20 min on 2 CPU cores; DEMO_STEPS=12000 for the full online budget"
 	@echo "make test    every test of every package (pytest)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"
 	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--seeds 1')"
@@ -23,11 +25,16 @@ test: setup
 	@$(WS) python -m pytest
 
 demo: setup
-	@$(WS) conrft sim-demos --task peg_insert --episodes 20 --out $(DEMO_OUT)/peg_insert_demos --force --quiet && \
-	  conrft demo-stats $(DEMO_OUT)/peg_insert_demos --plot $(DEMO_OUT)/peg_insert_demos.png && \
-	  rm -rf $(DEMO_OUT)/run && \
-	  conrft train config/train_sim.yaml --run-dir $(DEMO_OUT)/run --set sim.task=peg_insert \
-	    --set train.offline_updates=1000 --set train.online_env_steps=$(DEMO_STEPS) --set train.unseen_eval_episodes=20
+	@$(WS) mkdir -p $(DEMO_OUT) && \
+	  { [ -f $(DEMO_OUT)/vla.safetensors ] || conrft pretrain --config config/pretrain_demo.yaml \
+	      --out $(DEMO_OUT)/vla.safetensors --episodes 10 --quiet; } && \
+	  conrft sim-demos --task pick_cube --episodes 20 --image-width 64 --image-height 64 \
+	    --out $(DEMO_OUT)/pick_cube_demos --force --quiet && \
+	  rm -rf $(DEMO_OUT)/session && \
+	  conrft session config/sim_pick_cube.yaml vla_checkpoint:=$(DEMO_OUT)/vla.safetensors \
+	    demo_bag:=$(DEMO_OUT)/pick_cube_demos run_dir:=$(DEMO_OUT)/session online_env_steps:=$(DEMO_STEPS) \
+	    | grep --line-buffered -v '^\[sim\]' && \
+	  conrft report $(DEMO_OUT)/session --episodes 20
 
 bench: setup
 	@$(WS) python -m conrft_sim.bench --out results/sim_bench.json && \

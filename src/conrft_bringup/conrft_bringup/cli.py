@@ -124,6 +124,24 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from conrft_sim.experiment import evaluate_session
+    from conrft_sim.learning_bench import plot_curves
+
+    if args.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    result = evaluate_session(args.run_dir, args.episodes, device=args.device, progress=not args.quiet)
+    print(f"{result['task']} {result['method']} ROS session: {result['online_env_steps']} online steps in "
+          f"{result['online_episodes']} episodes, intervention rate {result['intervention_rate']:.2f}")
+    print(f"online steps | success | mean length   (evaluation, no human, {args.episodes} episodes each)")
+    for point in result["curve"]:
+        print(f"{point['env_steps']:>12} | {point['success_rate']:>7.0%} | {point['mean_length']:>11.1f}")
+    plot_curves(result["task"], [result], args.run_dir / "curve.png")
+    (args.run_dir / "report.json").write_text(json.dumps(result, indent=2))
+    print(f"curve: {args.run_dir / 'curve.png'}; numbers: {args.run_dir / 'report.json'}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from conrft_sim.learning_bench import METHOD_OVERRIDES, TASKS, run_benchmark
 
@@ -244,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="evaluate a ROS session's policy snapshots in simulation: table and curve")
+    p.add_argument("run_dir", type=Path, help="the learner's run_dir")
+    p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per snapshot (default 20)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("session", help="start a session's nodes as processes (where ros2 launch is absent)")
     p.add_argument("config", type=Path, help="session YAML, e.g. config/sim_pick_cube.yaml")

@@ -8,6 +8,9 @@
    intervention segments also the demo buffer), then UTD x T updates; it ends after `train.online_env_steps`
    received steps, with a final checkpoint and `result.json`, and the node exits 0.
 
+`run_dir/snapshots/policy_<online steps>.safetensors` keep the policy every `snapshot_every_steps` steps:
+`conrft report RUN_DIR` evaluates them in simulation (success vs online steps, no human).
+
 Weights go out on `/conrft/policy_weights` (transient-local: a policy node started later gets the latest)
 after the offline stage and every `publish_every_updates` updates. Everything is resumable: `run_dir` holds the
 checkpoint (model, optimisers, buffers, progress; written every `checkpoint_every_episodes` episodes) and a
@@ -47,6 +50,8 @@ PARAMS = {
     "demo_bags": [""],  # required: rosbag2 folders with demonstrations
     "run_dir": "",  # required: checkpoints, journal, logs; an existing run is resumed
     "task": "",  # recorded in the checkpoint so `conrft eval` can rebuild the sim task
+    "online_env_steps": 0,  # > 0 overrides train.online_env_steps of config_file
+    "snapshot_every_steps": 500,  # policy snapshots for `conrft report` (success vs online steps); 0 = none
     "publish_every_updates": 50,
     "checkpoint_every_episodes": 5,
     "transitions_topic": "/conrft/transitions",
@@ -65,7 +70,10 @@ class LearnerNode(Node):
             if missing:
                 raise ConfigError(f"parameter '{key}' is required (set it in the learner's parameter file)")
         data = load_yaml(p["config_file"]) if p["config_file"] else {}
-        cfg = from_dict(TrainConfig, {**data.get("train", {}), "device": p["device"]}, "train")
+        train = {**data.get("train", {}), "device": p["device"]}
+        if p["online_env_steps"] > 0:
+            train["online_env_steps"] = p["online_env_steps"]
+        cfg = from_dict(TrainConfig, train, "train")
         self.cfg, self.run_dir = cfg, Path(p["run_dir"])
         self.featurizer = VLAFeaturizer(load_vla(p["vla_checkpoint"], resolve_device(p["device"])))
         meta = {"task": p["task"], "features": "vla", "ingested_episodes": [],
@@ -144,6 +152,7 @@ class LearnerNode(Node):
             tr = self.trainer
             tr.offline()
             self._publish_weights()
+            self._snapshot()
             pending_ckpt = []
             while tr.env_steps < self.cfg.online_env_steps and rclpy.ok():
                 try:
@@ -153,6 +162,9 @@ class LearnerNode(Node):
                 tr.learn_from_episode(ep, self.featurizer.episode_features(ep))
                 tr.meta["ingested_episodes"].append(ep.episode_id)
                 pending_ckpt.append(ep.episode_id)
+                every = self.params["snapshot_every_steps"]
+                if every and tr.env_steps // every > (tr.env_steps - ep.length) // every:
+                    self._snapshot()
                 self.get_logger().info(
                     f"episode {ep.episode_id}: {'success' if ep.success else 'failure'} in {ep.length} steps, "
                     f"intervention {ep.intervened.mean():.2f}; online steps {tr.env_steps}/"
@@ -162,6 +174,7 @@ class LearnerNode(Node):
                     pending_ckpt = []
             self._checkpoint(pending_ckpt)
             self._publish_weights()
+            self._snapshot()
             tr.write_result({"method": self.cfg.method, **{k: v for k, v in tr.meta.items() if k != "experiment"},
                              "online_env_steps": tr.env_steps, "online_episodes": tr.episodes,
                              "intervention_rate": tr.intervened_steps / max(tr.env_steps, 1), "updates": tr.updates,
@@ -175,6 +188,13 @@ class LearnerNode(Node):
     def _checkpoint(self, episode_ids: list[int]) -> None:
         self.trainer.save()
         self.journal.discard(episode_ids)
+
+    def _snapshot(self) -> None:
+        """The current policy as a weights file named by online steps, for `conrft report`."""
+        if self.params["snapshot_every_steps"]:
+            path = self.run_dir / "snapshots" / f"policy_{self.trainer.env_steps:07d}.safetensors"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(pack(self.trainer.policy, self.cfg)[0])
 
     def _maybe_publish(self, updates: int) -> None:
         if updates % self.params["publish_every_updates"] == 0:

@@ -19,6 +19,7 @@ Logic lives in conrft_core (control, weights, spaces, the VLA featurizer); this 
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -50,7 +51,7 @@ TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
 WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 PARAMS = {
-    "vla_checkpoint": "",  # required: the frozen backbone (vla.safetensors of `conrft pretrain`)
+    "vla_checkpoint": "",  # required (unless teleop_only): the frozen backbone (vla.safetensors of `conrft pretrain`)
     "policy_checkpoint": "",  # optional: start from a `conrft train` checkpoint instead of waiting for weights
     "instruction": "",  # required: the task's language instruction
     "cameras": ["front", "wrist"],
@@ -87,7 +88,7 @@ class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy")
         p = self.params = declare_all(self, PARAMS)
-        for key in ("vla_checkpoint", "instruction"):
+        for key in ("instruction",) if p["teleop_only"] else ("vla_checkpoint", "instruction"):
             if not p[key]:
                 raise ConfigError(f"parameter '{key}' is required (set it in the policy node's parameter file)")
         if p["control_rate"] <= 0 or p["max_episode_steps"] < 1 or p["max_obs_age"] <= 0:
@@ -97,9 +98,11 @@ class PolicyNode(Node):
             self.scale = ActionScale(p["max_translation"], p["max_rotation"], p["gripper_max_width"])
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"safety_box_low/high or action scale parameters: {exc}") from None
-        self.featurizer = VLAFeaturizer(load_vla(p["vla_checkpoint"], resolve_device(p["device"])))
         self.cameras = list(p["cameras"])
-        if sorted(self.cameras) != sorted(self.featurizer.cfg.cameras):
+        self.featurizer = None  # teleop_only: no policy runs
+        if not p["teleop_only"]:
+            self.featurizer = VLAFeaturizer(load_vla(p["vla_checkpoint"], resolve_device(p["device"])))
+        if self.featurizer is not None and sorted(self.cameras) != sorted(self.featurizer.cfg.cameras):
             raise ConfigError(f"parameter 'cameras' {self.cameras} must match the VLA's cameras "
                               f"{list(self.featurizer.cfg.cameras)}")
         self.policy, self.version, self.pending = None, 0, None
@@ -118,6 +121,7 @@ class PolicyNode(Node):
         self.reset_future, self.reset_requested_at = None, None
         self.prev: dict | None = None
         self.last_reason, self.path = "", []
+        self.refused_at: dict[str, float] = {}  # refusal kind (numbers masked) -> monotonic time last logged
         self.gripper_cmd = 1.0
 
         for cam in self.cameras:
@@ -146,7 +150,7 @@ class PolicyNode(Node):
         self.intervention, self.intervention_rx = msg, time.monotonic()
 
     def _on_weights(self, msg: PolicyWeights) -> None:
-        if msg.version <= self.version:
+        if msg.version <= self.version or self.featurizer is None:
             return
         try:
             if msg.format != "safetensors":
@@ -181,12 +185,18 @@ class PolicyNode(Node):
             self._refuse(f"weights version {version} rejected: {exc}; keeping version {self.version}")
             return
         self.version = version
+        self._diagnostics()  # monitors (and the hot-swap benchmark) see the new version at once
         self.get_logger().info(f"adopted policy weights version {version} "
                                f"({(time.monotonic() - received) * 1e3:.0f} ms after receipt)")
 
     def _refuse(self, reason: str) -> None:
+        """Log a refusal, each kind at most once a second: one throttle for all (rclpy's is per call site, and
+        every refusal comes through here) would swallow a new reason raised during a repeating one."""
         self.last_reason = reason
-        self.get_logger().warn(reason, throttle_duration_sec=1.0)
+        kind, now = re.sub(r"\[[^\]]*\]|\d+(\.\d+)?", "#", reason), time.monotonic()
+        if now - self.refused_at.get(kind, -1.0) >= 1.0:
+            self.refused_at[kind] = now
+            self.get_logger().warning(reason)
 
     # --- the control tick -----------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -252,7 +262,8 @@ class PolicyNode(Node):
     def _start_episode(self, obs: dict) -> None:
         self.reference = (obs["pos"], obs["quat"])
         self.started_at = self.get_clock().now().nanoseconds * 1e-9
-        self.featurizer.reset()
+        if self.featurizer is not None:
+            self.featurizer.reset()
         self.chunk.clear()
         self.t, self.prev, self.path = 0, None, []
         self.phase = "running"
@@ -266,8 +277,9 @@ class PolicyNode(Node):
         obs["proprio"] = self._proprio(obs)
         if self.prev is not None and self._close_step(obs):
             return
-        feats = self.featurizer({**{c: image_to_array(m) for c, m in obs["images"].items()},
-                                 "proprio": obs["proprio"], "instruction": self.params["instruction"]})
+        feats = None if self.featurizer is None else self.featurizer(
+            {**{c: image_to_array(m) for c, m in obs["images"].items()}, "proprio": obs["proprio"],
+             "instruction": self.params["instruction"]})
         action, policy_action, intervened = self._choose(feats)
         if action is None:
             self._hold()

@@ -10,6 +10,7 @@ the pretrained VLA in `vla_checkpoint` (`conrft pretrain`) plus proprio, from re
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,3 +152,37 @@ def pretrain_vla(cfg: PretrainConfig, out: str | Path, tasks: list[str], episode
     save_vla(out, model)
     return {"episodes": len(episodes), "steps": sum(ep.length for ep in episodes), "tasks": tasks,
             "parameters": sum(p.numel() for p in model.parameters()), "out": str(out)}
+
+
+def evaluate_session(run_dir: str | Path, episodes: int, device: str = "auto", progress: bool = True) -> dict:
+    """Success vs online steps of a ROS session: each policy snapshot of the learner
+    (`run_dir/snapshots/policy_<steps>.safetensors`) evaluated in simulation on the evaluation seeds, no human."""
+    from tqdm import tqdm
+
+    from conrft_core.checkpoint import load_checkpoint
+    from conrft_core.weights import build_policy, unpack
+
+    run_dir = Path(run_dir)
+    snapshots = sorted((run_dir / "snapshots").glob("policy_*.safetensors"))
+    if not snapshots:
+        raise FileNotFoundError(f"{run_dir}/snapshots holds no policy snapshots; was it written by a learner node "
+                                f"with snapshot_every_steps > 0?")
+    _, config = load_checkpoint(run_dir / Trainer.CHECKPOINT)
+    cfg = from_dict(ExperimentConfig, config["meta"]["experiment"])
+    env, featurizer = make_env(cfg, device)
+    curve = []
+    try:
+        for path in tqdm(snapshots, desc="snapshots", unit="policy", disable=not progress):
+            payload = path.read_bytes()
+            policy = build_policy(*unpack(payload, hashlib.sha256(payload).hexdigest()), device)
+            act = lambda feats, policy=policy: policy(feats, deterministic=True)  # noqa: E731
+            curve.append({"env_steps": int(path.stem.split("_")[1]),
+                          **evaluate(env, featurizer, act, episodes, cfg.train.eval_seed)})
+    finally:
+        env.close()
+    progress_ = config["progress"]
+    return {"task": cfg.sim.task, "method": cfg.train.method, "label": f"{cfg.train.method} (ROS session)",
+            "curve": curve, "success_rate": curve[-1]["success_rate"], "mean_length": curve[-1]["mean_length"],
+            "online_env_steps": progress_["env_steps"], "online_episodes": progress_["episodes"],
+            "intervention_rate": progress_["intervened_steps"] / max(progress_["env_steps"], 1),
+            "eval_episodes": episodes}

@@ -37,6 +37,20 @@ from conrft_interfaces.srv import ResetEpisode, SetStiffness
 from conrft_sim.sim import FrankaSim, SimConfig
 
 JOINT_NAMES = [f"panda_joint{i}" for i in range(1, 8)]
+PARAMS = {
+    "config_file": "",  # YAML with a `sim:` section; task/image/unseen parameters override it
+    "task": "pick_cube",
+    "image_width": 128,
+    "image_height": 128,
+    "unseen": False,
+    "seed": 0,
+    "real_time_factor": 1.0,  # 0: as fast as possible
+    "state_rate": 100.0,  # Hz of sim time for /joint_states, /conrft/robot_state, /clock
+    "camera_rate": 10.0,  # Hz of sim time for the camera images
+    "frame_id": "base",
+    "target_topic": "/cartesian_impedance_controller/target_frame",
+    "gripper_topic": "/sim/gripper_command",
+}
 
 
 def _stamp(t: float) -> Time:
@@ -47,20 +61,7 @@ def _stamp(t: float) -> Time:
 class SimNode(Node):
     def __init__(self):
         super().__init__("sim")
-        self.params = declare_all(self, {
-            "config_file": "",  # YAML with a `sim:` section; task/image/unseen parameters override it
-            "task": "pick_cube",
-            "image_width": 128,
-            "image_height": 128,
-            "unseen": False,
-            "seed": 0,
-            "real_time_factor": 1.0,  # 0: as fast as possible
-            "state_rate": 100.0,  # Hz of sim time for /joint_states, /conrft/robot_state, /clock
-            "camera_rate": 10.0,  # Hz of sim time for the camera images
-            "frame_id": "base",
-            "target_topic": "/cartesian_impedance_controller/target_frame",
-            "gripper_topic": "/sim/gripper_command",
-        })
+        self.params = declare_all(self, PARAMS)
         self.sim = FrankaSim(self._sim_config())
         self.rtf = float(self.params["real_time_factor"])
         if self.rtf < 0 or self.params["state_rate"] <= 0 or self.params["camera_rate"] <= 0:

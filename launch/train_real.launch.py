@@ -1,0 +1,53 @@
+"""HIL-ConRFT training on a real robot: cameras, robot-state publisher, policy node, SpaceMouse teleop, learner.
+
+    ros2 launch conrft_bringup train_real.launch.py vla_checkpoint:=vla.safetensors demo_bag:=demos/pick \
+        run_dir:=runs/pick instruction:="pick up the red cube" \
+        controller_topic:=/cartesian_impedance_controller/target_frame
+
+The robot driver and the Cartesian impedance controller are yours (franka_ros2, fzi cartesian_controllers,
+CRISP, ...): start them first and point `controller_topic` at the controller's target pose topic (franka_ros2's
+example controller: <controller>/equilibrium_pose). The policy node refuses to move while nothing subscribes to
+it. Also yours: a reset service (conrft_interfaces/srv/ResetEpisode on /conrft/reset_episode, e.g. a homing
+script) and a bridge from /conrft/gripper_width (std_msgs/Float64, metres) to the gripper driver. The SpaceMouse
+needs spacenavd; the spacenav driver node starts here.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    config = lambda name: PathJoinSubstitution([FindPackageShare("conrft_bringup"), "config", name])  # noqa: E731
+    arg = LaunchConfiguration
+    return LaunchDescription([
+        DeclareLaunchArgument("vla_checkpoint", description="vla.safetensors (your pretrained VLA)"),
+        DeclareLaunchArgument("demo_bag", description="rosbag2 folder recorded with record_demos.launch.py"),
+        DeclareLaunchArgument("run_dir", description="learner checkpoints and logs (resumed if present)"),
+        DeclareLaunchArgument("instruction", description="the task's language instruction"),
+        DeclareLaunchArgument("train_config", default_value=config("train_session.yaml")),
+        DeclareLaunchArgument("controller_topic", default_value="/cartesian_impedance_controller/target_frame",
+                              description="geometry_msgs/PoseStamped target of your impedance controller"),
+        DeclareLaunchArgument("front_device", default_value="/dev/video0"),
+        DeclareLaunchArgument("wrist_device", default_value="/dev/video2"),
+        Node(package="conrft_policy", executable="camera_publisher", name="camera", output="screen",
+             parameters=[config("camera_publisher.yaml"), {"device": arg("front_device")}]),
+        Node(package="conrft_policy", executable="camera_publisher", name="camera_wrist", output="screen",
+             parameters=[config("camera_publisher.yaml"), {"device": arg("wrist_device")}]),
+        Node(package="conrft_policy", executable="robot_state_publisher", name="robot_state_publisher",
+             output="screen", parameters=[config("robot_state_publisher.yaml")]),
+        Node(package="conrft_policy", executable="policy_node", name="policy", output="screen",
+             parameters=[config("policy_real.yaml"),
+                         {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction"),
+                          "target_topic": arg("controller_topic")}]),
+        Node(package="spacenav", executable="spacenav_node", name="spacenav", output="screen"),
+        Node(package="conrft_teleop", executable="teleop_node", name="teleop", output="screen",
+             parameters=[config("teleop_spacenav.yaml")]),
+        Node(package="conrft_learner", executable="learner_node", name="learner", output="screen",
+             parameters=[config("learner.yaml"),
+                         {"vla_checkpoint": arg("vla_checkpoint"), "demo_bags": [arg("demo_bag")],
+                          "run_dir": arg("run_dir"), "config_file": arg("train_config")}]),
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", PathJoinSubstitution([FindPackageShare("conrft_bringup"), "rviz", "conrft.rviz"])]),
+    ])
