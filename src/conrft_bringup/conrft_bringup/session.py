@@ -13,7 +13,7 @@ A session file:
       learner:                  # the node name
         package: conrft_learner
         executable: learner_node
-        params: [learner_sim.yaml]          # parameter files, relative to the session file's folder
+        params: [learner.yaml]              # parameter files, relative to the session file's folder
         parameters: {run_dir: $(arg run_dir)}  # single parameters, after the files
 
 Every node's output is streamed with a `[name]` prefix. Ctrl-C (or the stop condition) stops all nodes with

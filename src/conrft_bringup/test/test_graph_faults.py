@@ -33,7 +33,7 @@ def start_graph(ros_process, assets, run_dir, policy_args=(), teleop_args=(), le
 
 
 def start_learner(ros_process, assets, run_dir, *args):
-    return ros_process("conrft_learner.learner_node", "--params-file", str(CONFIG / "learner_sim.yaml"),
+    return ros_process("conrft_learner.learner_node", "--params-file", str(CONFIG / "learner.yaml"),
                        "-p", "use_sim_time:=true", "-p", f"vla_checkpoint:={assets['vla_checkpoint']}",
                        "-p", f"demo_bags:=[{assets['demo_bag']}]", "-p", f"run_dir:={run_dir}",
                        "-p", f"config_file:={assets['train_config']}", "-p", "task:=pick_cube", *args)
