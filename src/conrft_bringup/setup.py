@@ -21,5 +21,8 @@ setup(
     maintainer_email="dev@conrft.dev",
     description="Launch files, parameter files, RViz config, the demo recorder and the conrft command line.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["conrft = conrft_bringup.cli:main"]},
+    entry_points={"console_scripts": [
+        "conrft = conrft_bringup.cli:main",
+        "demo_recorder = conrft_bringup.demo_recorder:main",
+    ]},
 )

@@ -16,5 +16,9 @@ setup(
     maintainer_email="dev@conrft.dev",
     description="Camera and robot-state publishers, the policy node (chunk execution, safety, transitions, weight hot-swap) and the episode manager.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["policy_node = conrft_policy.policy_node:main"]},
+    entry_points={"console_scripts": [
+        "policy_node = conrft_policy.policy_node:main",
+        "camera_publisher = conrft_policy.camera_publisher:main",
+        "robot_state_publisher = conrft_policy.robot_state_publisher:main",
+    ]},
 )

@@ -88,9 +88,23 @@ class EpisodeBagWriter:
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         """Serialize one message (a typestore instance) onto `topic` at bag time `stamp_ns`."""
-        if topic not in self._connections:
-            self._connections[topic] = self._writer.add_connection(topic, msg.__msgtype__, typestore=self.store)
-        self._writer.write(self._connections[topic], stamp_ns, self.store.serialize_cdr(msg, msg.__msgtype__))
+        self.write_serialized(topic, msg.__msgtype__, self.store.serialize_cdr(msg, msg.__msgtype__), stamp_ns)
+
+    def write_serialized(self, topic: str, msgtype: str, data: bytes | memoryview, stamp_ns: int) -> None:
+        """Write an already CDR-serialized message (e.g. from a `raw=True` subscription) of type `msgtype`
+        (e.g. "conrft_interfaces/msg/Transition") onto `topic` at bag time `stamp_ns`, unchanged. The type's
+        definition and RIHS01 hash in the bag come from this writer's typestore."""
+        if self._writer is None:
+            raise BagError("the bag writer is not open; use it as a context manager (with EpisodeBagWriter(...))")
+        conn = self._connections.get(topic)
+        if conn is None:
+            if msgtype not in self.store.types:
+                raise BagError(f"message type '{msgtype}' is unknown to the bag typestore; known conrft types: "
+                               f"{', '.join(f'conrft_interfaces/msg/{n}' for n in INTERFACE_MESSAGES)}")
+            conn = self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.store)
+        elif conn.msgtype != msgtype:
+            raise BagError(f"topic {topic} already holds {conn.msgtype} messages in this bag, not {msgtype}")
+        self._writer.write(conn, stamp_ns, data)
         self.messages += 1
 
     def write_episode(self, ep: Episode, frame_id: str = "base") -> None:
