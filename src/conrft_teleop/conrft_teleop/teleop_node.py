@@ -21,6 +21,7 @@ import tty
 
 import numpy as np
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -74,7 +75,9 @@ class TeleopNode(Node):
         self.action[6] = 1.0
         self.pub = self.create_publisher(Intervention, "/conrft/intervention", 10)
         getattr(self, f"_init_{p['source']}")()
-        self.create_timer(1.0 / p["rate"], self._publish)
+        # The heartbeat runs on wall time: the policy node judges teleop silence by wall time, and a sim
+        # running slower than real time must not make a live teleop look silent.
+        self.create_timer(1.0 / p["rate"], self._publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"teleop ready: source {p['source']}, {p['rate']} Hz on /conrft/intervention")
 
     # --- sources --------------------------------------------------------------------------------------------
