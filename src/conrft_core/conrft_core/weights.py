@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 
 from conrft_core.checkpoint import CheckpointError, from_bytes, to_bytes
@@ -59,9 +60,24 @@ def build_policy(tensors: dict, config: dict, device: str = "auto") -> Policy:
     return policy
 
 
+def check_shapes(policy: Policy, tensors: dict) -> None:
+    """Raise WeightsError naming the first tensor that the running policy does not have in that shape."""
+    current = policy.actor_tensors()
+    for name in sorted(set(current) | set(tensors)):
+        if name not in tensors or name not in current:
+            raise WeightsError(f"tensor '{name}' is {'missing' if name not in tensors else 'unexpected'}")
+        if tensors[name].shape != current[name].shape:
+            raise WeightsError(f"tensor '{name}' has shape {tuple(tensors[name].shape)}, the model expects "
+                               f"{tuple(current[name].shape)}; was it trained with another config?")
+
+
 def adopt(policy: Policy, tensors: dict) -> None:
-    """Load unpacked weights into a running policy (all-or-nothing; shapes must match)."""
-    try:
-        policy.load_actor(tensors, source="weights")
-    except CheckpointError as exc:
-        raise WeightsError(str(exc)) from None
+    """Load unpacked weights into a running policy, all-or-nothing: shapes are checked first, and weights
+    whose actions on a probe input (the mean demonstration features) are not finite are rolled back."""
+    check_shapes(policy, tensors)
+    previous = {k: v.clone() for k, v in policy.actor_tensors().items()}
+    policy.load_actor(tensors, source="weights")
+    probe = policy(policy.mean.cpu().numpy(), deterministic=True)
+    if not np.all(np.isfinite(probe)):
+        policy.load_actor(previous, source="previous weights")
+        raise WeightsError("the weights produce non-finite actions (NaN or inf) on a probe input")

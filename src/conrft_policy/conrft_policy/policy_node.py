@@ -42,7 +42,7 @@ from conrft_core.pretrain import VLAFeaturizer, load_vla
 from conrft_core.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
 from conrft_core.trainer import load_policy, resolve_device
 from conrft_core.transitions import image_to_array
-from conrft_core.weights import WeightsError, adopt, build_policy, unpack
+from conrft_core.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
 from conrft_interfaces.srv import ResetEpisode
 from conrft_policy.ros_io import age, pose_arrays, pose_stamped, stamp_seconds, twist_wrench
@@ -161,8 +161,8 @@ class PolicyNode(Node):
             if int(config.get("feature_dim", -1)) != self.featurizer.dim:
                 raise WeightsError(f"weights expect {config.get('feature_dim')} features, this node's VLA gives "
                                    f"{self.featurizer.dim}")
-            if self.policy is not None:  # check shapes now, on a throwaway copy, so adoption cannot fail later
-                build_policy(tensors, config, "cpu")
+            if self.policy is not None:  # refuse a mismatch now rather than at the end of the chunk
+                check_shapes(self.policy, tensors)
         except WeightsError as exc:
             self._refuse(f"weights version {msg.version} rejected: {exc}; keeping version {self.version}")
             return
