@@ -164,7 +164,7 @@ class PolicyNode(Node):
             if self.policy is not None:  # refuse a mismatch now rather than at the end of the chunk
                 check_shapes(self.policy, tensors)
         except WeightsError as exc:
-            self._refuse(f"weights version {msg.version} rejected: {exc}; keeping version {self.version}")
+            self._refuse(f"weights version {msg.version} rejected: {exc}; keeping version {self.version}", once=True)
             return
         self.pending = (msg.version, tensors, config, time.monotonic())
         if self.chunk.empty:  # between chunks already (callbacks never run inside a control tick)
@@ -182,19 +182,20 @@ class PolicyNode(Node):
             else:
                 adopt(self.policy, tensors)
         except WeightsError as exc:
-            self._refuse(f"weights version {version} rejected: {exc}; keeping version {self.version}")
+            self._refuse(f"weights version {version} rejected: {exc}; keeping version {self.version}", once=True)
             return
         self.version = version
         self._diagnostics()  # monitors (and the hot-swap benchmark) see the new version at once
         self.get_logger().info(f"adopted policy weights version {version} "
                                f"({(time.monotonic() - received) * 1e3:.0f} ms after receipt)")
 
-    def _refuse(self, reason: str) -> None:
-        """Log a refusal, each kind at most once a second: one throttle for all (rclpy's is per call site, and
-        every refusal comes through here) would swallow a new reason raised during a repeating one."""
+    def _refuse(self, reason: str, once: bool = False) -> None:
+        """Log a refusal; repeating ones (`once` False: per control tick) each kind at most once a second: one
+        throttle for all (rclpy's is per call site, and every refusal comes through here) would swallow a new
+        reason raised during a repeating one. One-off events (a weights message) are always logged."""
         self.last_reason = reason
         kind, now = re.sub(r"\[[^\]]*\]|\d+(\.\d+)?", "#", reason), time.monotonic()
-        if now - self.refused_at.get(kind, -1.0) >= 1.0:
+        if once or now - self.refused_at.get(kind, -1.0) >= 1.0:
             self.refused_at[kind] = now
             self.get_logger().warning(reason)
 
