@@ -75,23 +75,33 @@ class EpisodeAssembler:
     """Collects a live stream of transitions per episode and hands out each episode once it is complete.
 
     A step that arrives twice (e.g. replayed from the learner's journal and received live) counts once.
+    `collect` is the cheap part (bookkeeping only) for a subscription callback that must keep up with the
+    stream; `episode_from_transitions` on its result (the costly image decoding) can run elsewhere.
     """
 
     def __init__(self, source: str = "/conrft/transitions"):
         self.source = source
         self._steps: dict[int, dict[int, object]] = {}
+        self._last: dict[int, int] = {}  # episode -> step index of its terminal transition, once seen
+
+    def collect(self, msg) -> list | None:
+        """Add one transition; returns every transition of the episode it completes (by step), if any.
+        Raises TransitionError on bad data."""
+        check_transition(msg, self.source)
+        eid, step = int(msg.episode_id), int(msg.step)
+        steps = self._steps.setdefault(eid, {})
+        steps[step] = msg
+        if msg.terminated or msg.truncated:
+            self._last[eid] = step
+        if eid not in self._last or len(steps) != self._last[eid] + 1 or max(steps) != self._last[eid]:
+            return None
+        del self._steps[eid], self._last[eid]
+        return [steps[t] for t in range(len(steps))]
 
     def add(self, msg) -> Episode | None:
-        """Add one transition; returns the episode it completes, if any. Raises TransitionError on bad data."""
-        check_transition(msg, self.source)
-        steps = self._steps.setdefault(int(msg.episode_id), {})
-        steps[int(msg.step)] = msg
-        if not any(m.terminated or m.truncated for m in steps.values()):
-            return None
-        ep = episode_from_transitions(list(steps.values()), self.source)
-        if ep is not None:
-            del self._steps[int(msg.episode_id)]
-        return ep
+        """`collect`, then the complete episode as an Episode."""
+        msgs = self.collect(msg)
+        return None if msgs is None else episode_from_transitions(msgs, self.source)
 
     @property
     def pending_steps(self) -> int:

@@ -19,6 +19,7 @@ restarted on the same `run_dir` continues with nothing it received lost.
 """
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -40,7 +42,7 @@ from conrft_core.node_params import declare_all
 from conrft_core.pretrain import VLAFeaturizer, load_vla
 from conrft_core.runlog import RunLog
 from conrft_core.trainer import TrainConfig, Trainer, resolve_device
-from conrft_core.transitions import EpisodeAssembler, TransitionError
+from conrft_core.transitions import EpisodeAssembler, TransitionError, episode_from_transitions
 from conrft_core.weights import pack
 from conrft_interfaces.msg import PolicyWeights, Transition
 
@@ -75,6 +77,9 @@ class LearnerNode(Node):
             train["online_env_steps"] = p["online_env_steps"]
         cfg = from_dict(TrainConfig, train, "train")
         self.cfg, self.run_dir = cfg, Path(p["run_dir"])
+        # Leave a core to the executor: on a small CPU machine, featurizing and training on every core would
+        # starve the subscription that takes in the live transitions.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         self.featurizer = VLAFeaturizer(load_vla(p["vla_checkpoint"], resolve_device(p["device"])))
         meta = {"task": p["task"], "features": "vla", "ingested_episodes": [],
                 "experiment": {"features": "vla", "vla_checkpoint": p["vla_checkpoint"],
@@ -139,12 +144,12 @@ class LearnerNode(Node):
 
     def _assemble(self, msg: Transition) -> None:
         try:
-            ep = self.assembler.add(msg)
+            msgs = self.assembler.collect(msg)
         except TransitionError as exc:
-            self.get_logger().warn(f"transition dropped: {exc}")
+            self.get_logger().warning(f"transition dropped: {exc}")
             return
-        if ep is not None:
-            self.episodes.put(ep)
+        if msgs is not None:
+            self.episodes.put(msgs)  # decoded into an Episode by the training thread
 
     # --- training -------------------------------------------------------------------------------------------
     def _train(self) -> None:
@@ -156,7 +161,7 @@ class LearnerNode(Node):
             pending_ckpt = []
             while tr.env_steps < self.cfg.online_env_steps and rclpy.ok():
                 try:
-                    ep = self.episodes.get(timeout=0.5)
+                    ep = episode_from_transitions(self.episodes.get(timeout=0.5), self.params["transitions_topic"])
                 except queue.Empty:
                     continue
                 tr.learn_from_episode(ep, self.featurizer.episode_features(ep))

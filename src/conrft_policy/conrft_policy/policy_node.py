@@ -278,9 +278,11 @@ class PolicyNode(Node):
         obs["proprio"] = self._proprio(obs)
         if self.prev is not None and self._close_step(obs):
             return
+        start = time.perf_counter()
         feats = None if self.featurizer is None else self.featurizer(
             {**{c: image_to_array(m) for c, m in obs["images"].items()}, "proprio": obs["proprio"],
              "instruction": self.params["instruction"]})
+        self.feature_seconds = time.perf_counter() - start  # part of a chunk's inference latency
         action, policy_action, intervened = self._choose(feats)
         if action is None:
             self._hold()
@@ -319,7 +321,7 @@ class PolicyNode(Node):
             self._adopt_pending()
             start = time.perf_counter()
             chunk = self.policy(feats, deterministic=self.params["deterministic"])
-            latency = time.perf_counter() - start
+            latency = self.feature_seconds + time.perf_counter() - start  # VLA forward + head
             try:
                 chunk = check_chunk(chunk, self.policy.agent.horizon, f"policy chunk (version {self.version})")
             except ActionError as exc:
