@@ -38,6 +38,7 @@ demo: setup
 
 bench: setup
 	@$(WS) python -m conrft_sim.bench --out results/sim_bench.json && \
+	  python -m conrft_bringup.graph_bench --out results/graph_bench.json && \
 	  conrft bench --out results/learning $(BENCH_ARGS)
 
 clean:
