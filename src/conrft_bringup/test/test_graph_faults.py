@@ -91,12 +91,17 @@ def test_learner_killed_and_restarted_loses_nothing(ros_process, ros_node, tmp_p
 
 
 def test_robot_holds_when_teleop_dies_mid_intervention(ros_process, ros_node, tmp_path, graph_assets):
+    # Long episodes and takeovers: the kill must land mid-takeover, not as the episode ends (which ends it).
     _, policy, teleop, _ = start_graph(ros_process, graph_assets, tmp_path / "run",
-                                       teleop_args=("-p", "patience:=2", "-p", "takeover_steps:=30"))
-    interventions, states = [], []
+                                       policy_args=("-p", "max_episode_steps:=80"),
+                                       teleop_args=("-p", "patience:=2", "-p", "takeover_steps:=40"))
+    interventions, states, transitions = [], [], []
     ros_node.create_subscription(Intervention, "/conrft/intervention", interventions.append, 10)
     ros_node.create_subscription(RobotState, "/conrft/robot_state", states.append, 10)
-    assert ros_node.spin_until(lambda: any(m.active for m in interventions[-3:]), timeout=180), "no intervention"
+    ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
+    driving = lambda: (len(interventions) >= 5 and all(m.active for m in interventions[-5:])  # noqa: E731
+                       and transitions and transitions[-1].step < 60 and transitions[-1].intervened)
+    assert ros_node.spin_until(driving, timeout=180), "no intervention"
     os.killpg(teleop.proc.pid, signal.SIGKILL)
     killed = time.time()
     teleop.proc.wait()
