@@ -30,7 +30,8 @@ class RosProcess:
         self.log_path = log_path
         self._log = open(log_path, "w")
         cmd = [sys.executable, "-m", module, "--ros-args", *ros_args]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
 
     def output(self) -> str:
         self._log.flush()
