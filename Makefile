@@ -12,7 +12,7 @@ help:
 	@echo "make setup   create .venv, install pinned requirements, build the colcon workspace (idempotent)"
 	@echo "make demo    the main job: a simulated ROS 2 training session on pick_cube (VLA pretraining, demos,"
 	@echo "             offline stage, online stage with the scripted human over DDS, evaluation table + curve);"
-	@echo "             ~20 min on 2 CPU cores; DEMO_STEPS=12000 for the full online budget"
+	@echo "             ~10 min on 2 CPU cores; DEMO_STEPS=12000 for the full online budget"
 	@echo "make test    every test of every package (pytest)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"
 	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--seeds 1')"
@@ -24,10 +24,12 @@ setup:
 test: setup
 	@$(WS) python -m pytest
 
+# The small VLA of the demo and of the ROS-vs-in-process benchmark (pretrained once, kept in DEMO_OUT).
+PRETRAIN_DEMO := mkdir -p $(DEMO_OUT) && { [ -f $(DEMO_OUT)/vla.safetensors ] || conrft pretrain \
+	--config config/pretrain_demo.yaml --out $(DEMO_OUT)/vla.safetensors --episodes 10 --quiet; }
+
 demo: setup
-	@$(WS) mkdir -p $(DEMO_OUT) && \
-	  { [ -f $(DEMO_OUT)/vla.safetensors ] || conrft pretrain --config config/pretrain_demo.yaml \
-	      --out $(DEMO_OUT)/vla.safetensors --episodes 10 --quiet; } && \
+	@$(WS) $(PRETRAIN_DEMO) && \
 	  conrft sim-demos --task pick_cube --episodes 20 --image-width 64 --image-height 64 \
 	    --out $(DEMO_OUT)/pick_cube_demos --force --quiet && \
 	  rm -rf $(DEMO_OUT)/session && \
@@ -39,6 +41,8 @@ demo: setup
 bench: setup
 	@$(WS) python -m conrft_sim.bench --out results/sim_bench.json && \
 	  python -m conrft_bringup.graph_bench --out results/graph_bench.json && \
+	  $(PRETRAIN_DEMO) && \
+	  python -m conrft_bringup.parity_bench --vla $(DEMO_OUT)/vla.safetensors --out results/ros_vs_inprocess.json && \
 	  conrft bench --out results/learning $(BENCH_ARGS)
 
 clean:

@@ -34,7 +34,8 @@ class RosProcess:
                                      stdin=subprocess.DEVNULL, start_new_session=True)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return open(self.log_path).read()
 
     def wait(self, timeout: float) -> int:

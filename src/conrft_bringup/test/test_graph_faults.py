@@ -99,17 +99,21 @@ def test_robot_holds_when_teleop_dies_mid_intervention(ros_process, ros_node, tm
     ros_node.create_subscription(Intervention, "/conrft/intervention", interventions.append, 10)
     ros_node.create_subscription(RobotState, "/conrft/robot_state", states.append, 10)
     ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
+    pattern = r"\[WARN\] \[(\d+\.\d+)\] \[policy\]: teleop silent during an intervention: holding position"
+    holds = lambda: [float(t) for t in re.findall(pattern, policy.output())]  # noqa: E731 - wall-clock stamps
+    # A hold is logged at most once a second: kill when none was logged in the last 1.2 s (a loaded machine can
+    # delay the 50 Hz heartbeat past the 0.1 s timeout now and then), so the kill's hold is the one logged.
     driving = lambda: (len(interventions) >= 5 and all(m.active for m in interventions[-5:])  # noqa: E731
-                       and transitions and transitions[-1].step < 60 and transitions[-1].intervened)
+                       and transitions and transitions[-1].step < 60 and transitions[-1].intervened
+                       and all(time.time() - t > 1.2 for t in holds()))
     assert ros_node.spin_until(driving, timeout=180), "no intervention"
     os.killpg(teleop.proc.pid, signal.SIGKILL)
     killed = time.time()
     teleop.proc.wait()
-    pattern = r"\[WARN\] \[(\d+\.\d+)\] \[policy\]: teleop silent during an intervention: holding position"
-    ros_node.spin_until(lambda: re.search(pattern, policy.output()) is not None, timeout=10)
-    match = re.search(pattern, policy.output())
-    assert match, policy.output()[-2000:]
-    assert float(match.group(1)) - killed <= 0.2
+    ros_node.spin_until(lambda: any(t > killed for t in holds()), timeout=10)
+    after = [t for t in holds() if t > killed - 0.05]
+    assert after, policy.output()[-2000:]
+    assert after[0] - killed <= 0.2
     # Held: the end effector comes to rest.
     states.clear()
     ros_node.spin_until(lambda: len(states) >= 100, timeout=10)

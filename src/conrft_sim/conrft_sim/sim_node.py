@@ -163,16 +163,16 @@ class SimNode(Node):
         pos = np.array([p.x, p.y, p.z])
         quat = np.array([o.w, o.x, o.y, o.z])
         if msg.header.frame_id not in ("", self.frame_id):
-            self.get_logger().warn(f"target rejected: frame '{msg.header.frame_id}' is not '{self.frame_id}'",
+            self.get_logger().warning(f"target rejected: frame '{msg.header.frame_id}' is not '{self.frame_id}'",
                                    throttle_duration_sec=1.0)
             return
         if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat)) and np.linalg.norm(quat) > 1e-6):
-            self.get_logger().warn("target rejected: non-finite position or invalid quaternion; holding the "
+            self.get_logger().warning("target rejected: non-finite position or invalid quaternion; holding the "
                                    "last valid target", throttle_duration_sec=1.0)
             return
         clipped = self.sim.task.safety_box.clip(pos)
         if not np.allclose(clipped, pos):
-            self.get_logger().warn(f"target {np.round(pos, 3)} outside the safety box: clipped",
+            self.get_logger().warning(f"target {np.round(pos, 3)} outside the safety box: clipped",
                                    throttle_duration_sec=1.0)
         with self.lock:
             self.sim.set_target(clipped, quat / np.linalg.norm(quat))
@@ -180,7 +180,7 @@ class SimNode(Node):
     def _on_gripper(self, msg: Float64) -> None:
         width = msg.data
         if not np.isfinite(width):
-            self.get_logger().warn("gripper command rejected: non-finite width", throttle_duration_sec=1.0)
+            self.get_logger().warning("gripper command rejected: non-finite width", throttle_duration_sec=1.0)
             return
         with self.lock:
             self.sim.set_gripper(float(np.clip(width, 0.0, self.sim.config.action_scale.gripper_max_width)))
@@ -225,7 +225,14 @@ def main(args=None) -> int:
         return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:  # Ctrl-C / SIGINT: main's finally block cleans up
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     try:
         node.run_physics()
@@ -234,6 +241,7 @@ def main(args=None) -> int:
     finally:
         node.running = False
         executor.shutdown()
+        spinner.join(timeout=5.0)  # a node destroyed under a spinning thread aborts the process
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

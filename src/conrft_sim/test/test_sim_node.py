@@ -83,6 +83,11 @@ def test_sim_node_graph(ros_process, ros_node):
     assert proc.proc.poll() is None
     assert "target rejected: non-finite" in proc.output()
 
+    # Ctrl-C (SIGINT, as `conrft session` stops its nodes): a clean exit, no traceback from any thread.
+    proc.stop()
+    assert proc.proc.returncode == 0
+    assert "Traceback" not in proc.output() and "Exception in thread" not in proc.output(), proc.output()[-2000:]
+
 
 def test_sim_node_rejects_bad_parameters(ros_process):
     bad_task = ros_process(SIM, "-p", "task:=stack_blocks")

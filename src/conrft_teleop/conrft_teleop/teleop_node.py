@@ -99,7 +99,7 @@ class TeleopNode(Node):
 
     def _check_spacenav(self) -> None:
         if self.count_publishers(self.params["twist_topic"]) == 0:
-            self.get_logger().warn(f"no SpaceMouse: nothing publishes {self.params['twist_topic']}; start spacenavd "
+            self.get_logger().warning(f"no SpaceMouse: nothing publishes {self.params['twist_topic']}; start spacenavd "
                                    f"and `ros2 run spacenav spacenav_node`", throttle_duration_sec=30.0)
 
     def _init_keyboard(self) -> None:
