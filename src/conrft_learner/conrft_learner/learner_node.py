@@ -153,6 +153,9 @@ class LearnerNode(Node):
 
     # --- training -------------------------------------------------------------------------------------------
     def _train(self) -> None:
+        # Learning yields the CPU to ingestion (executor and DDS threads): a transition not taken in is lost
+        # data, a late update is not. Linux nice values are per thread; torch threads started here inherit it.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         try:
             tr = self.trainer
             tr.offline()
