@@ -7,9 +7,10 @@
 The robot driver and the Cartesian impedance controller are yours (franka_ros2, fzi cartesian_controllers,
 CRISP, ...): start them first and point `controller_topic` at the controller's target pose topic (franka_ros2's
 example controller: <controller>/equilibrium_pose). The policy node refuses to move while nothing subscribes to
-it. Also yours: a reset service (conrft_interfaces/srv/ResetEpisode on /conrft/reset_episode, e.g. a homing
-script) and a bridge from /conrft/gripper_width (std_msgs/Float64, metres) to the gripper driver. The SpaceMouse
-needs spacenavd; the spacenav driver node starts here.
+it. Episode resets: home_reset serves /conrft/reset_episode by driving the arm to the home pose of
+config/home_reset.yaml (measure yours); objects are put back by a person. Also yours: a bridge from
+/conrft/gripper_width (std_msgs/Float64, metres) to the gripper driver. The SpaceMouse needs spacenavd; the
+spacenav driver node starts here.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -37,6 +38,8 @@ def generate_launch_description():
              parameters=[config("camera_publisher.yaml"), {"device": arg("wrist_device")}]),
         Node(package="conrft_policy", executable="robot_state_publisher", name="robot_state_publisher",
              output="screen", parameters=[config("robot_state_publisher.yaml")]),
+        Node(package="conrft_policy", executable="home_reset", name="home_reset", output="screen",
+             parameters=[config("home_reset.yaml"), {"target_topic": arg("controller_topic")}]),
         Node(package="conrft_policy", executable="policy_node", name="policy", output="screen",
              parameters=[config("policy_real.yaml"),
                          {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction"),

@@ -20,5 +20,6 @@ setup(
         "policy_node = conrft_policy.policy_node:main",
         "camera_publisher = conrft_policy.camera_publisher:main",
         "robot_state_publisher = conrft_policy.robot_state_publisher:main",
+        "home_reset = conrft_policy.home_reset:main",
     ]},
 )

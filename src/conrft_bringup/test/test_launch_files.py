@@ -21,6 +21,7 @@ PARAM_FILES = {
     "camera_publisher.yaml": ("conrft_policy", "camera_publisher"),
     "robot_state_publisher.yaml": ("conrft_policy", "robot_state_publisher"),
     "demo_recorder.yaml": ("conrft_bringup", "demo_recorder"),
+    "home_reset.yaml": ("conrft_policy", "home_reset"),
 }
 
 
