@@ -3,7 +3,8 @@
 The robot-state publisher (conrft_policy.robot_state_publisher) subscribes to the driver's joint states, end-
 effector pose and (optionally) twist and wrench, and publishes one `conrft_interfaces/RobotState`. Here:
 
-- presets of topic and joint names per driver (`franka`: franka_ros2), where explicitly set parameters win;
+- presets of topic and joint names per driver (`franka`: franka_ros2; `sim`: conrft_sim's sim_node), where
+  explicitly set parameters win;
 - `JointCache`: the latest position/velocity/stamp of every joint, merged over JointState messages (drivers may
   publish arm and gripper joints in separate messages on the same topic), with errors that name missing joints;
 - `TwistEstimator`: the end-effector twist from consecutive stamped poses, when the driver publishes none;
@@ -31,6 +32,15 @@ PRESETS: dict[str, dict] = {
         "wrench_topic": "/franka_robot_state_broadcaster/external_wrench_in_base_frame",
         "gripper_joints": ["fr3_finger_joint1", "fr3_finger_joint2"],
         "arm_joints": [f"fr3_joint{i}" for i in range(1, 8)],
+    },
+    # conrft_sim's sim_node, which publishes what a driver's broadcasters would.
+    "sim": {
+        "joint_states_topic": "/joint_states",
+        "pose_topic": "/sim/ee_pose",
+        "twist_topic": "/sim/ee_twist",
+        "wrench_topic": "/sim/wrench",
+        "gripper_joints": ["panda_finger_joint1", "panda_finger_joint2"],
+        "arm_joints": [f"panda_joint{i}" for i in range(1, 8)],
     },
     "custom": {},
 }

@@ -45,7 +45,7 @@ def test_custom_preset_requires_names():
 
 
 def test_bad_preset_and_duplicate_joints():
-    with pytest.raises(ConfigError, match="parameter 'preset' is 'ur5'; choose one of: franka, custom"):
+    with pytest.raises(ConfigError, match="parameter 'preset' is 'ur5'; choose one of: franka, sim, custom"):
         resolve_config({**DECLARED, "preset": "ur5"}, explicit=["preset"])
     with pytest.raises(ConfigError, match=r"name joint\(s\) \['j1'\] more than once"):
         resolve_config({**DECLARED, "arm_joints": ["j1", "j2"], "gripper_joints": ["j1"]},

@@ -28,7 +28,7 @@ from conrft_interfaces.msg import RobotState
 from conrft_policy.ros_io import age, pose_arrays, stamp_seconds
 
 PARAMS = {
-    "preset": "franka",  # franka (franka_ros2 topic and joint names) | custom; set parameters override it
+    "preset": "franka",  # franka (franka_ros2 names) | sim (conrft_sim) | custom; set parameters override it
     "joint_states_topic": "/joint_states",  # sensor_msgs/JointState
     "pose_topic": "",  # geometry_msgs/PoseStamped, EE pose in the base frame
     "twist_topic": "",  # geometry_msgs/TwistStamped; "" = estimate from consecutive poses

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from scipy.spatial.transform import Rotation
@@ -123,3 +124,33 @@ def test_parameter_file_keys_are_declared():
     assert set(params) <= set(DECLARED)
     text = PARAMS.read_text()
     assert all(name in text for name in DECLARED)  # every parameter documented (preset-filled ones commented out)
+
+
+def vector(st: RobotState) -> np.ndarray:
+    """EE pose, twist and wrench as one array."""
+    p, o, t, w = st.ee_pose.position, st.ee_pose.orientation, st.ee_twist, st.wrench
+    return np.array([p.x, p.y, p.z, o.x, o.y, o.z, o.w, t.linear.x, t.linear.y, t.linear.z, t.angular.x,
+                     t.angular.y, t.angular.z, w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z])
+
+
+def test_sim_preset_rebuilds_the_simulators_robot_state(ros_process, ros_node):
+    """The sim node publishes what a driver's broadcasters would; from them, preset sim must give the
+    RobotState the simulator publishes itself (paired by the joints' stamp; the pose, twist and wrench are the
+    latest of their own topics, so at most one state period apart: the arm is at rest)."""
+    sim = ros_process("conrft_sim.sim_node", "--params-file", str(PARAMS.parent / "sim_node.yaml"),
+                      "-p", "image_width:=32", "-p", "image_height:=32")
+    proc = ros_process(NODE, "-p", "preset:=sim", "-p", "output_topic:=/rebuilt/robot_state",
+                       "-p", "use_sim_time:=true", "-p", "max_age:=0.5")
+    truth, rebuilt = {}, []
+    ros_node.create_subscription(RobotState, "/conrft/robot_state",
+                                 lambda m: truth.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), 100)
+    ros_node.create_subscription(RobotState, "/rebuilt/robot_state", rebuilt.append, 100)
+    key = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec)  # noqa: E731
+    assert ros_node.spin_until(lambda: sum(key(m) in truth for m in rebuilt) >= 20, 40), proc.output() + sim.output()
+    pairs = [(truth[key(m)], m) for m in rebuilt if key(m) in truth]
+    for want, got in pairs:
+        assert list(got.joint_names) == list(want.joint_names)
+        np.testing.assert_allclose(got.joint_positions, want.joint_positions, atol=1e-12)
+        assert got.gripper_width == pytest.approx(want.gripper_width, abs=1e-12)
+        np.testing.assert_allclose(vector(got), vector(want), atol=1e-4)
+    assert pairs[-1][1].gripper_width > 0.01  # the gripper starts open: a real width, not zeros

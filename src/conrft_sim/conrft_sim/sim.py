@@ -216,8 +216,12 @@ class FrankaSim:
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self._qvel].copy()
 
+    def finger_positions(self) -> np.ndarray:
+        """(2,) opening of each finger (m); they sum to the gripper width."""
+        return self.data.qpos[self._fingers].copy()
+
     def gripper_width(self) -> float:
-        return float(self.data.qpos[self._fingers].sum())
+        return float(self.finger_positions().sum())
 
     def success(self) -> bool:
         return self.task.success(self.model, self.data)

@@ -3,7 +3,9 @@
 It stands in for the Franka driver, a Cartesian impedance controller and the cameras:
 - subscribes to a PoseStamped target (default `/cartesian_impedance_controller/target_frame`) and a gripper
   width command (std_msgs/Float64, metres); the controller holds the last valid target when commands stop;
-- publishes `/joint_states`, `/conrft/robot_state`, `/camera/<name>/image_raw` + `camera_info`,
+- publishes `/conrft/robot_state`, `/camera/<name>/image_raw` + `camera_info`, and what a real driver's
+  broadcasters give (`/joint_states` with the finger joints, `/sim/ee_pose`, `/sim/ee_twist`, `/sim/wrench`:
+  robot_state_publisher's `sim` preset builds the same RobotState from them),
   `/sim/success` (privileged success predicate), `/sim/world_state` (privileged full state, for the scripted
   teleop's mirror of the world) and `/clock` (the sim owns time: run the other nodes with
   `use_sim_time:=true`);
@@ -22,7 +24,7 @@ import time
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -37,6 +39,7 @@ from conrft_interfaces.srv import ResetEpisode, SetStiffness
 from conrft_sim.sim import FrankaSim, SimConfig
 
 JOINT_NAMES = [f"panda_joint{i}" for i in range(1, 8)]
+FINGER_NAMES = ["panda_finger_joint1", "panda_finger_joint2"]
 PARAMS = {
     "config_file": "",  # YAML with a `sim:` section; task/image/unseen parameters override it
     "task": "pick_cube",
@@ -76,6 +79,9 @@ class SimNode(Node):
         self.pub_clock = self.create_publisher(Clock, "/clock", 10)
         self.pub_joints = self.create_publisher(JointState, "/joint_states", 10)
         self.pub_state = self.create_publisher(RobotState, "/conrft/robot_state", 10)
+        self.pub_pose = self.create_publisher(PoseStamped, "/sim/ee_pose", 10)
+        self.pub_twist = self.create_publisher(TwistStamped, "/sim/ee_twist", 10)
+        self.pub_wrench = self.create_publisher(WrenchStamped, "/sim/wrench", 10)
         self.pub_success = self.create_publisher(Bool, "/sim/success", 10)
         self.pub_world = self.create_publisher(Float64MultiArray, "/sim/world_state", 10)
         reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -129,7 +135,9 @@ class SimNode(Node):
         now = _stamp(self._now())
         self.pub_clock.publish(Clock(clock=now))
         q, qd = self.sim.joint_positions(), self.sim.joint_velocities()
-        js = JointState(name=JOINT_NAMES, position=q.tolist(), velocity=qd.tolist())
+        fingers = self.sim.finger_positions()
+        js = JointState(name=JOINT_NAMES + FINGER_NAMES, position=q.tolist() + fingers.tolist(),
+                        velocity=qd.tolist() + [0.0, 0.0])
         js.header.stamp = now
         self.pub_joints.publish(js)
         pos, quat = self.sim.ee_pose()
@@ -144,6 +152,9 @@ class SimNode(Node):
                           (st.wrench.force, wr[:3]), (st.wrench.torque, wr[3:])):
             vec.x, vec.y, vec.z = map(float, vals)
         self.pub_state.publish(st)
+        self.pub_pose.publish(PoseStamped(header=st.header, pose=st.ee_pose))
+        self.pub_twist.publish(TwistStamped(header=st.header, twist=st.ee_twist))
+        self.pub_wrench.publish(WrenchStamped(header=st.header, wrench=st.wrench))
         self.pub_success.publish(Bool(data=bool(self.sim.success())))
         self.pub_world.publish(Float64MultiArray(data=self.sim.snapshot().tolist()))
         if render:
