@@ -45,8 +45,9 @@ def run_ros(cfg: ExperimentConfig, vla: Path, train_config: Path, tmp: Path, epi
                                f"demo_bag:={bag}", f"run_dir:={run_dir}", f"train_config:={train_config}",
                                f"online_env_steps:={cfg.train.online_env_steps}", f"image_size:={size}"],
                               stdout=out, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        raise RuntimeError(f"the session exited {code}; its log: {log}")
+    if code != 0:  # the temporary folder goes with the exception: show the log's end now
+        tail = "\n".join(log.read_text().splitlines()[-40:])
+        raise RuntimeError(f"the session exited {code}; the end of its log:\n{tail}")
     return evaluate_session(run_dir, episodes, progress=False)
 
 
@@ -70,7 +71,11 @@ def main() -> int:
     cfg = experiment(args.vla.resolve(), args.train_config.resolve(), args.steps, args.episodes)
     with tempfile.TemporaryDirectory(prefix="conrft-parity-") as tmp:
         print(f"ROS session: {args.steps} online steps ...", flush=True)
-        ros = run_ros(cfg, args.vla.resolve(), args.train_config.resolve(), Path(tmp), args.episodes)
+        try:
+            ros = run_ros(cfg, args.vla.resolve(), args.train_config.resolve(), Path(tmp), args.episodes)
+        except RuntimeError as exc:
+            print(f"parity_bench: error: {exc}", file=sys.stderr)
+            return 1
         print(f"in-process: {args.steps} online steps ...", flush=True)
         inproc = run_inprocess(cfg, Path(tmp))
     gap = abs(ros["success_rate"] - inproc["success_rate"])
