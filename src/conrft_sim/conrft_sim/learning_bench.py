@@ -111,15 +111,16 @@ def plot_curves(task: str, runs: list[dict], path: Path) -> None:
     label = lambda r: r.get("label", r["method"])  # noqa: E731 - a `conrft train` result has no bench label
     labels = sorted({label(r) for r in runs})
     budget = max([r["online_env_steps"] for r in runs] + [1])
-    for name in labels:
+    for i, name in enumerate(labels):  # one colour per method (hlines do not advance the colour cycle)
         mine = [r for r in runs if label(r) == name]
         if len(mine[0]["curve"]) > 1:
             steps = [p["env_steps"] for p in mine[0]["curve"]]
             n = min(len(r["curve"]) for r in mine)
             success = np.mean([[p["success_rate"] for p in r["curve"][:n]] for r in mine], axis=0)
-            ax.plot(steps[:n], 100 * success, marker="o", ms=3, label=name)
+            ax.plot(steps[:n], 100 * success, marker="o", ms=3, label=name, color=f"C{i}")
         else:
-            ax.hlines(100 * np.mean([r["success_rate"] for r in mine]), 0, budget, linestyles="--", label=name)
+            ax.hlines(100 * np.mean([r["success_rate"] for r in mine]), 0, budget, linestyles="--", label=name,
+                      color=f"C{i}")
     ax.set(xlabel="online env steps", ylabel="success rate (%)", ylim=(-2, 102), title=f"{task}: evaluation success")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
