@@ -70,7 +70,9 @@ class HomeReset(Node):
             if not p[name] > 0:
                 raise ConfigError(f"parameter '{name}' must be > 0, got {p[name]}")
         self.state: RobotState | None = None
-        self.episode_id = 0
+        # Episode ids must never repeat within a session (the learner drops an id it already learned from): they
+        # continue from this start time in seconds, which a restarted server has passed (a reset takes > 1 s).
+        self.episode_id = int(time.time())
         self.busy = threading.Lock()
         self.create_subscription(RobotState, p["state_topic"], self._on_state, 10)
         self.pub_target = self.create_publisher(PoseStamped, p["target_topic"], 10)
