@@ -72,7 +72,9 @@ class SimNode(Node):
                               "camera_rate must be > 0")
         self.frame_id = self.params["frame_id"]
         self.lock = threading.Lock()
-        self.episode_id = 0
+        # Episode ids never repeat within a session, even across a restart of this node (a resumed learner
+        # drops ids it has learned from): they continue from the start time in seconds (a reset takes > 1 s).
+        self.episode_id = int(time.time())
         self.sim.reset(seed=int(self.params["seed"]))
         self.clock_offset = 0.0  # sim time restarts at 0 on every reset; /clock must never go backwards
 
