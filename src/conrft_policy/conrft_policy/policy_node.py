@@ -27,6 +27,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -140,6 +141,9 @@ class PolicyNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.reset_client = self.create_client(ResetEpisode, p["reset_service"])
         self.create_timer(1.0 / p["control_rate"], self._tick)
+        # The teleop watchdog runs on wall time at 50 Hz: waiting for the next control tick could add a whole
+        # control period to the hold after a teleop dies.
+        self.create_timer(0.02, self._teleop_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0, self._diagnostics)
         self.get_logger().info(
             f"policy node ready: {'checkpoint ' + p['policy_checkpoint'] if self.policy else 'waiting for weights'}"
@@ -299,13 +303,23 @@ class PolicyNode(Node):
         self._markers(obs, intervened)
         self.t += 1
 
+    def _teleop_silent(self) -> bool:
+        iv = self.intervention
+        silence = time.monotonic() - self.intervention_rx
+        return iv is not None and iv.active and silence > self.params["intervention_timeout"]
+
+    def _teleop_watchdog(self) -> None:
+        if self.phase == "running" and self._teleop_silent():
+            self._refuse("teleop silent during an intervention: holding position")
+            self._hold()
+
     def _choose(self, feats) -> tuple[np.ndarray | None, np.ndarray, bool]:
         """(action to execute or None to hold, the policy's action (zeros if it did not run), intervened)."""
         zeros = np.zeros(7)
         iv = self.intervention
         if iv is not None and iv.active:
             self.chunk.clear()  # re-plan from the state the human leaves
-            if time.monotonic() - self.intervention_rx > self.params["intervention_timeout"]:
+            if self._teleop_silent():
                 self._refuse("teleop silent during an intervention: holding position")
                 return None, zeros, True
             try:
