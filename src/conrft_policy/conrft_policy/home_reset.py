@@ -16,10 +16,9 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Float64
 
@@ -29,7 +28,7 @@ from conrft_core.node_params import declare_all
 from conrft_core.spaces import SafetyBox
 from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode
-from conrft_policy.ros_io import age, pose_arrays, pose_stamped
+from conrft_policy.ros_io import age, pose_arrays, pose_stamped, run_node
 
 PARAMS = {
     "service": "/conrft/reset_episode",
@@ -154,24 +153,8 @@ class HomeReset(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = HomeReset()
-    except ConfigError as exc:
-        print(f"home_reset: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor(num_threads=2)  # the state keeps arriving while a reset runs
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # Two threads: the state keeps arriving while a reset runs in the service callback.
+    return run_node(HomeReset, "home_reset", args, lambda: MultiThreadedExecutor(num_threads=2))
 
 
 if __name__ == "__main__":

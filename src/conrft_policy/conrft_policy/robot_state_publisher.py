@@ -15,9 +15,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
@@ -25,7 +23,7 @@ from conrft_core.config import ConfigError
 from conrft_core.node_params import declare_all
 from conrft_core.robot_state import JointCache, RobotStateError, TwistEstimator, resolve_config, stale_inputs
 from conrft_interfaces.msg import RobotState
-from conrft_policy.ros_io import age, pose_arrays, stamp_seconds
+from conrft_policy.ros_io import age, pose_arrays, run_node, stamp_seconds
 
 PARAMS = {
     "preset": "franka",  # franka (franka_ros2 names) | sim (conrft_sim) | custom; set parameters override it
@@ -142,21 +140,7 @@ class RobotStatePublisher(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = RobotStatePublisher()
-    except (ConfigError, ValueError) as exc:
-        print(f"robot_state_publisher: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(RobotStatePublisher, "robot_state_publisher", args)
 
 
 if __name__ == "__main__":

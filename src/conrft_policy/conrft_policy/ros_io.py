@@ -1,11 +1,18 @@
 """Conversions between ROS messages and the numpy conventions of conrft_core (quaternions wxyz there, xyzw in
-ROS), shared by the ConRFT nodes. Only conversions: no logic that could be tested without messages."""
+ROS), and the process shell of a node, shared by the ConRFT nodes. No logic that could be tested without
+messages."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.time import Time as RclpyTime
+
+from conrft_core.config import ConfigError
 
 
 def stamp_seconds(stamp: Time) -> float:
@@ -40,3 +47,26 @@ def twist_wrench(state) -> tuple[np.ndarray, np.ndarray]:
     """RobotState -> (twist (6,) linear+angular, wrench (6,) force+torque)."""
     return (np.concatenate([vec3(state.ee_twist.linear), vec3(state.ee_twist.angular)]),
             np.concatenate([vec3(state.wrench.force), vec3(state.wrench.torque)]))
+
+
+def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecutor) -> int:
+    """A node's process: init, build (a ConfigError/ValueError is one line on stderr and exit 1), spin until
+    Ctrl-C or shutdown, clean up. `make_executor` is called after init (executors need the context)."""
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except (ConfigError, ValueError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = make_executor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -10,6 +10,7 @@ from std_msgs.msg import Float64
 
 from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode
+from conrft_policy.ros_io import pose_arrays
 
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 NODE = "conrft_policy.home_reset"
@@ -17,8 +18,7 @@ BOX = ("-p", "safety_box_low:=[0.3, -0.2, 0.01]", "-p", "safety_box_high:=[0.7, 
 
 
 def pose(msg: RobotState) -> tuple[np.ndarray, np.ndarray]:
-    p, o = msg.ee_pose.position, msg.ee_pose.orientation
-    return np.array([p.x, p.y, p.z]), np.array([o.w, o.x, o.y, o.z])
+    return pose_arrays(msg.ee_pose)
 
 
 def call(node, client, seed: int):
