@@ -40,8 +40,9 @@ def cmd_sim_demos(args) -> int:
 
     if args.episodes < 1:
         raise ValueError("--episodes must be at least 1")
-    noise = noise_preset(args.noise)
-    env = ConRFTSimEnv(_sim_config(args))
+    sim = _sim_config(args)
+    noise = noise_preset(args.noise, sim.task)
+    env = ConRFTSimEnv(sim)
     kept, attempts = [], 0
     with EpisodeBagWriter(args.out, distro=args.distro, overwrite=args.force) as writer:
         bar = tqdm(total=args.episodes, desc=f"{env.sim.task.name} demos", unit="ep", disable=args.quiet)

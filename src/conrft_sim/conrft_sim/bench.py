@@ -62,7 +62,7 @@ def tracking(step_m: float = 0.02) -> dict:
 
 def experts(task: str, setting: str, seeds: int) -> dict:
     env = ConRFTSimEnv(SimConfig(task=task, cameras=()))
-    expert = make_expert(task, noise_preset(setting), np.random.default_rng(1))
+    expert = make_expert(task, noise_preset(setting, task), np.random.default_rng(1))
     eps = [collect_episode(env, expert, i, seed=10_000 + i) for i in tqdm(range(seeds), desc=f"{task}/{setting}",
                                                                           leave=False)]
     ok = [e.length for e in eps if e.success]

@@ -16,10 +16,11 @@ from conrft_sim.experts import ExpertNoise, make_expert
 NOISE_PRESETS = {"zero": ExpertNoise.zero, "human_like": ExpertNoise.human_like}
 
 
-def noise_preset(name: str) -> ExpertNoise:
+def noise_preset(name: str, task: str) -> ExpertNoise:
+    """The expert setting `name` for `task` (the human-like operator's speed depends on the task)."""
     if name not in NOISE_PRESETS:
         raise ValueError(f"unknown demo noise preset '{name}'; choose one of: {', '.join(NOISE_PRESETS)}")
-    return NOISE_PRESETS[name]()
+    return NOISE_PRESETS[name](task)
 
 
 def collect_episode(env: ConRFTSimEnv, expert, episode_id: int, seed: int, unseen: bool = False) -> Episode:

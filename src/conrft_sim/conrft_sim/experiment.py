@@ -104,7 +104,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path | None, resume: bo
     trainer = Trainer(cfg.train, env, featurizer, run_dir=run_dir, log=log, meta=meta, progress=progress)
     try:
         if not trainer.restore():
-            demonstrator = Demonstrator(task, noise_preset(cfg.demos.noise), np.random.default_rng(cfg.demos.seed))
+            demonstrator = Demonstrator(task, noise_preset(cfg.demos.noise, task), np.random.default_rng(cfg.demos.seed))
             demos = collect_demos(env, featurizer, demonstrator, cfg.demos.episodes, seed=cfg.demos.seed)
             lengths = [ep.length for ep, _ in demos]
             log.info(f"{len(demos)} {cfg.demos.noise} demonstrations of {task}: length {np.mean(lengths):.1f} "
@@ -144,7 +144,7 @@ def pretrain_vla(cfg: PretrainConfig, out: str | Path, tasks: list[str], episode
         sim = SimConfig(task=task, cameras=bb.cameras, image_width=bb.image_size, image_height=bb.image_size)
         env = ConRFTSimEnv(sim)
         try:
-            episodes += [ep for ep, _ in generate_demos(env, noise_preset(noise), episodes_per_task,
+            episodes += [ep for ep, _ in generate_demos(env, noise_preset(noise, task), episodes_per_task,
                                                          seed=seed * 100_000 + k * 10_000)]
         finally:
             env.close()

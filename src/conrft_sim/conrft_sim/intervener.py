@@ -69,7 +69,7 @@ class ScriptedIntervener:
     def __init__(self, task_name: str, config: IntervenerConfig | None = None,
                  rng: np.random.Generator | None = None):
         self.config = config or IntervenerConfig()
-        self.expert = make_expert(task_name, noise_preset(self.config.expert_noise),
+        self.expert = make_expert(task_name, noise_preset(self.config.expert_noise, task_name),
                                   rng if rng is not None else np.random.default_rng())
         self.reset()
 

@@ -42,7 +42,7 @@ def test_zero_noise_expert_is_deterministic():
 
 def test_human_like_demos_vary_in_length_and_path():
     sim = FrankaSim(SimConfig(task="pick_cube", cameras=()))
-    expert = make_expert("pick_cube", ExpertNoise.human_like(), np.random.default_rng(0))
+    expert = make_expert("pick_cube", ExpertNoise.human_like("pick_cube"), np.random.default_rng(0))
     results = [rollout(sim, expert, seed=0) for _ in range(4)]  # same scene, different human behaviour
     lengths = [steps for _, steps, _ in results]
     assert sum(ok for ok, _, _ in results) >= 3, lengths

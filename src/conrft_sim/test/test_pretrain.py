@@ -36,7 +36,7 @@ def vla_path(tmp_path_factory):
 
 def demos(task, n, size=32):
     env = ConRFTSimEnv(SimConfig(task=task, image_width=size, image_height=size))
-    return [ep for ep, _ in generate_demos(env, noise_preset("zero"), n, seed=0)]
+    return [ep for ep, _ in generate_demos(env, noise_preset("zero", task), n, seed=0)]
 
 
 def test_pretraining_lowers_the_multitask_bc_loss():
