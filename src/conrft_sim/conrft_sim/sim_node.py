@@ -244,6 +244,11 @@ def main(args=None) -> int:
             executor.spin()
         except ExternalShutdownException:  # Ctrl-C / SIGINT: main's finally block cleans up
             pass
+        except Exception:
+            # rclpy's SIGINT handler shuts the context down from another thread; landing while the executor
+            # builds its wait set, that raises RCLError here. Only an error on a valid context is a real one.
+            if rclpy.ok():
+                raise
 
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
