@@ -104,7 +104,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path | None, resume: bo
     trainer = Trainer(cfg.train, env, featurizer, run_dir=run_dir, log=log, meta=meta, progress=progress)
     try:
         if not trainer.restore():
-            demonstrator = Demonstrator(task, noise_preset(cfg.demos.noise, task), np.random.default_rng(cfg.demos.seed))
+            noise = noise_preset(cfg.demos.noise, task)
+            demonstrator = Demonstrator(task, noise, np.random.default_rng(cfg.demos.seed))
             demos = collect_demos(env, featurizer, demonstrator, cfg.demos.episodes, seed=cfg.demos.seed)
             lengths = [ep.length for ep, _ in demos]
             log.info(f"{len(demos)} {cfg.demos.noise} demonstrations of {task}: length {np.mean(lengths):.1f} "

@@ -20,6 +20,9 @@ from scipy.spatial.transform import Rotation
 from conrft_sim.sim import FrankaSim
 
 
+HUMAN_SPEED = {"drawer_open": 0.8}  # per-task exceptions to the human-like operator's speed factor (0.65)
+
+
 @dataclass
 class ExpertNoise:
     action_noise: float = 0.0  # std of Gaussian noise on the 6 motion components (normalised units)
@@ -50,9 +53,6 @@ class ExpertNoise:
         path is the longest: at the slow speed most attempts run out of the 100 steps (41% succeed), so there the
         operator moves faster (87% succeed); demonstration sets keep the successes."""
         return cls(action_noise=0.25, hesitation_prob=0.1, detour_prob=0.6, speed=HUMAN_SPEED.get(task, 0.65))
-
-
-HUMAN_SPEED = {"drawer_open": 0.8}  # per-task exceptions to the human-like operator's speed factor
 
 
 OPEN, CLOSED = 1.0, -1.0
