@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import JointState
 
 from conrft_interfaces.msg import RobotState
+from conrft_policy.ros_io import pose_arrays, twist_wrench
 
 NODE = "conrft_policy.robot_state_publisher"
 PARAMS = Path(__file__).resolve().parents[3] / "config" / "robot_state_publisher.yaml"
@@ -128,9 +129,7 @@ def test_parameter_file_keys_are_declared():
 
 def vector(st: RobotState) -> np.ndarray:
     """EE pose, twist and wrench as one array."""
-    p, o, t, w = st.ee_pose.position, st.ee_pose.orientation, st.ee_twist, st.wrench
-    return np.array([p.x, p.y, p.z, o.x, o.y, o.z, o.w, t.linear.x, t.linear.y, t.linear.z, t.angular.x,
-                     t.angular.y, t.angular.z, w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z])
+    return np.concatenate([*pose_arrays(st.ee_pose), *twist_wrench(st)])
 
 
 def test_sim_preset_rebuilds_the_simulators_robot_state(ros_process, ros_node):
