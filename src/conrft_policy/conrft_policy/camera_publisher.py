@@ -19,7 +19,6 @@ from pathlib import Path
 
 import cv2
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -27,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from conrft_core.config import ConfigError
 from conrft_core.images import preprocess_frame, resolve_crop
 from conrft_core.node_params import declare_all
+from conrft_policy.ros_io import run_node
 
 PARAMS = {
     "device": "/dev/video0",  # V4L2 device path, camera index as a string ("0"), or a video file
@@ -88,6 +88,8 @@ class CameraPublisher(Node):
         self.get_logger().info(
             f"camera '{name}' on {p['device']}: {self.frame_w}x{self.frame_h} frames, crop {list(self.rect)} -> "
             f"{self.size}x{self.size} rgb8 on /camera/{name}/image_raw at <= {p['fps']} Hz")
+        self.reader = threading.Thread(target=self.capture_loop, daemon=True)
+        self.reader.start()
 
     def _configure_capture(self) -> None:
         p = self.params
@@ -153,32 +155,16 @@ class CameraPublisher(Node):
         self.pub_info.publish(info)
         self.published += 1
 
-    def close(self) -> None:
+    def destroy_node(self) -> None:
+        """Stop the reader thread and release the camera before the node goes."""
         self.running = False
+        self.reader.join(timeout=2.0)
         self.cap.release()
+        super().destroy_node()
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = CameraPublisher()
-    except (ConfigError, ValueError) as exc:
-        print(f"camera_publisher: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    reader = threading.Thread(target=node.capture_loop, daemon=True)
-    reader.start()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.running = False
-        reader.join(timeout=2.0)
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(CameraPublisher, "camera_publisher", args)
 
 
 if __name__ == "__main__":
