@@ -6,11 +6,19 @@ without copying frames. This is the unit that demonstration bags, live transitio
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+
+
+def first_episode_id() -> int:
+    """Where a reset server (sim node, home_reset) starts numbering episodes: its start time in seconds. Ids must
+    never repeat within a session, also across a restart of the server (a resumed learner drops ids it has
+    learned from), and a restarted server has passed every earlier id (a reset takes more than a second)."""
+    return int(time.time())
 
 
 @dataclass

@@ -23,6 +23,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float64
 
 from conrft_core.config import ConfigError
+from conrft_core.episode import first_episode_id
 from conrft_core.homing import HomingConfig, arrived, home_for_seed, pose_error, waypoints
 from conrft_core.node_params import declare_all
 from conrft_core.spaces import SafetyBox
@@ -69,9 +70,7 @@ class HomeReset(Node):
             if not p[name] > 0:
                 raise ConfigError(f"parameter '{name}' must be > 0, got {p[name]}")
         self.state: RobotState | None = None
-        # Episode ids must never repeat within a session (the learner drops an id it already learned from): they
-        # continue from this start time in seconds, which a restarted server has passed (a reset takes > 1 s).
-        self.episode_id = int(time.time())
+        self.episode_id = first_episode_id()
         self.busy = threading.Lock()
         self.create_subscription(RobotState, p["state_topic"], self._on_state, 10)
         self.pub_target = self.create_publisher(PoseStamped, p["target_topic"], 10)

@@ -46,7 +46,7 @@ class ExpertNoise:
         return cls()
 
     @classmethod
-    def human_like(cls, task: str = "") -> ExpertNoise:
+    def human_like(cls, task: str) -> ExpertNoise:
         """The default demonstration setting: a careful, hesitant operator (slow, pauses, detours), so that
         SFT on 20 demonstrations is a mediocre policy, the paper's starting point. SFT success over 3 seeds:
         pick_cube 47%, peg_insert 39%, drawer_open 83% (a faster, steadier operator: 90 / 67 / 74%). drawer_open's

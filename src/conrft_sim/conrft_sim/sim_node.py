@@ -33,6 +33,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray
 
 from conrft_core.config import ConfigError, from_dict, load_yaml
+from conrft_core.episode import first_episode_id
 from conrft_core.node_params import declare_all
 from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode, SetStiffness
@@ -72,9 +73,7 @@ class SimNode(Node):
                               "camera_rate must be > 0")
         self.frame_id = self.params["frame_id"]
         self.lock = threading.Lock()
-        # Episode ids never repeat within a session, even across a restart of this node (a resumed learner
-        # drops ids it has learned from): they continue from the start time in seconds (a reset takes > 1 s).
-        self.episode_id = int(time.time())
+        self.episode_id = first_episode_id()
         self.sim.reset(seed=int(self.params["seed"]))
         self.clock_offset = 0.0  # sim time restarts at 0 on every reset; /clock must never go backwards
 
