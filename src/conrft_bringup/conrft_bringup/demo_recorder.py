@@ -27,11 +27,13 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 
 from conrft_core.bags import DISTROS, TRANSITION_TYPE, TRANSITIONS_TOPIC, BagError, EpisodeBagWriter
 from conrft_core.config import ConfigError
 from conrft_core.node_params import declare_all
+from conrft_core.signals import SPIN_PERIOD, interrupt_main_thread
 from conrft_core.transitions import EpisodeAssembler, TransitionError
 from conrft_interfaces.msg import Transition
 
@@ -204,7 +206,8 @@ def key_loop(node: DemoRecorder, stop: threading.Event) -> None:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt_main_thread()
     try:
         node = DemoRecorder()
     except (ConfigError, ValueError) as exc:
@@ -221,7 +224,7 @@ def main(args=None) -> int:
     executor.add_node(node)
     try:
         while rclpy.ok() and not node.done:
-            executor.spin_once(timeout_sec=0.1)
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

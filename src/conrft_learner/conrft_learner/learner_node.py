@@ -33,6 +33,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from rclpy.signals import SignalHandlerOptions
 
 from conrft_core.bags import BagError, read_episodes
 from conrft_core.checkpoint import CheckpointError
@@ -41,6 +42,7 @@ from conrft_core.journal import TransitionJournal
 from conrft_core.node_params import declare_all
 from conrft_core.pretrain import VLAFeaturizer, load_vla
 from conrft_core.runlog import RunLog
+from conrft_core.signals import SPIN_PERIOD, interrupt_main_thread
 from conrft_core.trainer import TrainConfig, Trainer, resolve_device
 from conrft_core.transitions import EpisodeAssembler, TransitionError, episode_from_transitions
 from conrft_core.weights import pack
@@ -60,6 +62,10 @@ PARAMS = {
     "weights_topic": "/conrft/policy_weights",
     "device": "auto",
 }
+
+
+class Stopped(Exception):
+    """Raised in the training thread when the process is asked to stop."""
 
 
 class LearnerNode(Node):
@@ -106,6 +112,7 @@ class LearnerNode(Node):
         self.create_timer(1.0, self._diagnostics)
         self.trainer.on_update = self._maybe_publish
         self.worker = threading.Thread(target=self._train, daemon=True)
+        self.stopping = threading.Event()  # set by the process on Ctrl-C / SIGTERM; the worker leaves at once
 
     # --- data -----------------------------------------------------------------------------------------------
     def _load_demos(self, bags: list[str]) -> None:
@@ -162,7 +169,8 @@ class LearnerNode(Node):
             self._publish_weights()
             self._snapshot()
             pending_ckpt = []
-            while tr.env_steps < self.cfg.online_env_steps and rclpy.ok():
+            while tr.env_steps < self.cfg.online_env_steps:
+                self._check_stop()
                 try:
                     ep = episode_from_transitions(self.episodes.get(timeout=0.5), self.params["transitions_topic"])
                 except queue.Empty:
@@ -188,10 +196,16 @@ class LearnerNode(Node):
                              "intervention_rate": tr.intervened_steps / max(tr.env_steps, 1), "updates": tr.updates,
                              "updates_per_s": tr.updates / tr.update_seconds if tr.update_seconds else None})
             self.get_logger().info(f"online stage complete: {tr.env_steps} steps; checkpoint in {self.run_dir}")
+        except Stopped:
+            pass
         except Exception as exc:  # reported, and the node exits non-zero
             self.get_logger().error(f"training failed: {type(exc).__name__}: {exc}")
             self.failed = True
         self.done = True
+
+    def _check_stop(self) -> None:
+        if self.stopping.is_set():
+            raise Stopped
 
     def _checkpoint(self, episode_ids: list[int]) -> None:
         self.trainer.save()
@@ -205,6 +219,7 @@ class LearnerNode(Node):
             path.write_bytes(pack(self.trainer.policy, self.cfg)[0])
 
     def _maybe_publish(self, updates: int) -> None:
+        self._check_stop()  # called after every update, also in the offline stage
         if updates % self.params["publish_every_updates"] == 0:
             self._publish_weights()
 
@@ -232,7 +247,8 @@ class LearnerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt_main_thread()
     try:
         node = LearnerNode()
     except (ConfigError, CheckpointError, BagError, ValueError, FileNotFoundError) as exc:
@@ -244,10 +260,12 @@ def main(args=None) -> int:
     node.worker.start()
     try:
         while rclpy.ok() and not node.done:
-            executor.spin_once(timeout_sec=0.1)
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        node.stopping.set()
+        node.worker.join(timeout=10.0)  # mid-update at worst: the worker publishes nothing on a dead context
         node.journal.close()
         node.log.close()
         node.destroy_node()

@@ -28,14 +28,13 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float64
 from visualization_msgs.msg import Marker, MarkerArray
 
-from conrft_core.checkpoint import CheckpointError
 from conrft_core.config import ConfigError
 from conrft_core.control import ActionError, ChunkExecutor, check_action, check_chunk
 from conrft_core.node_params import declare_all
@@ -46,7 +45,7 @@ from conrft_core.transitions import image_to_array
 from conrft_core.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
 from conrft_interfaces.srv import ResetEpisode
-from conrft_policy.ros_io import age, pose_arrays, pose_stamped, stamp_seconds, twist_wrench
+from conrft_policy.ros_io import age, pose_arrays, pose_stamped, run_node, stamp_seconds, twist_wrench
 
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
 WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -397,12 +396,23 @@ class PolicyNode(Node):
             msg.final_proprio = obs["proprio"].astype(np.float32).tolist()
         self.pub_transition.publish(msg)
 
-    def _hold(self) -> None:
-        """Target = measured pose: the impedance controller stops the arm where it is."""
-        if self.state is not None and age(self, self.state.header.stamp) <= self.params["max_obs_age"]:
-            pos, quat = pose_arrays(self.state.ee_pose)
-            self.pub_target.publish(pose_stamped(self.box.clip(pos), quat, self.params["frame_id"],
-                                                 self.get_clock().now().to_msg()))
+    def destroy_node(self) -> None:
+        """Hold on the way out (Ctrl-C, SIGTERM, end of the session): the arm stops where it is. Waits (1 s at
+        most) for the controller to acknowledge it: a message still queued when the process exits is lost."""
+        if self._hold():
+            self.get_logger().info("stopping: holding the arm at its measured pose")
+            self.pub_target.wait_for_all_acked(Duration(seconds=1.0))
+        super().destroy_node()
+
+    def _hold(self) -> bool:
+        """Target = measured pose: the impedance controller stops the arm where it is. False (nothing sent)
+        without a fresh measured pose."""
+        if self.state is None or age(self, self.state.header.stamp) > self.params["max_obs_age"]:
+            return False
+        pos, quat = pose_arrays(self.state.ee_pose)
+        self.pub_target.publish(pose_stamped(self.box.clip(pos), quat, self.params["frame_id"],
+                                             self.get_clock().now().to_msg()))
+        return True
 
     # --- monitoring -----------------------------------------------------------------------------------------
     def _publish_chunk(self, chunk: np.ndarray, latency: float) -> None:
@@ -450,26 +460,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"policy_node: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    code = 0
-    try:
-        rclpy.spin(node)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if rclpy.ok():
-            node._hold()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node(PolicyNode, "policy_node", args)
 
 
 if __name__ == "__main__":

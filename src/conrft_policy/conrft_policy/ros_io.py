@@ -10,9 +10,10 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RclpyTime
 
-from conrft_core.config import ConfigError
+from conrft_core.signals import SPIN_PERIOD, interrupt_main_thread
 
 
 def stamp_seconds(stamp: Time) -> float:
@@ -50,23 +51,30 @@ def twist_wrench(state) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecutor) -> int:
-    """A node's process: init, build (a ConfigError/ValueError is one line on stderr and exit 1), spin until
-    Ctrl-C or shutdown, clean up. `make_executor` is called after init (executors need the context)."""
-    rclpy.init(args=args)
+    """A node's process: init, build (a bad parameter or missing file is one line on stderr and exit 1), spin
+    until Ctrl-C, SIGTERM, shutdown or a callback's SystemExit (its code is returned), then destroy the node
+    (which stops the threads it owns) while the context is still up, and shut down (conrft_core.signals).
+    `make_executor` is called after init (executors need the context)."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt_main_thread()
     try:
         node = make_node()
-    except (ConfigError, ValueError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError, CheckpointError, ... are ValueErrors
         print(f"{name}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
     executor = make_executor()
     executor.add_node(node)
+    code = 0
     try:
-        executor.spin()
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code

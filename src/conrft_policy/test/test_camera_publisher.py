@@ -47,6 +47,11 @@ def test_video_file_to_policy_images(ros_process, ros_node, tmp_path):
     assert 12.0 < rate < 30.0, rate  # paced at fps (20 Hz), not as fast as the file decodes
     assert proc.proc.poll() is None
 
+    # Ctrl-C while the reader thread publishes: it is stopped before the context goes, so a clean exit.
+    proc.stop()
+    assert proc.proc.returncode == 0
+    assert "Traceback" not in proc.output() and "Exception in thread" not in proc.output(), proc.output()[-2000:]
+
 
 def test_end_of_frames_publishes_nothing_and_logs(ros_process, ros_node, tmp_path):
     video = write_video(tmp_path / "short.avi", frames=5)  # runs out of frames at once

@@ -281,6 +281,13 @@ def test_no_motion_without_policy_or_controller_and_corrupt_weights(ros_process,
     assert robot.resets >= 1
     assert "episode 1 started (policy version 2)" in proc.output()
     assert {c.policy_version for c in robot.chunks} == {2}
+
+    # Ctrl-C while it drives the robot: a clean exit, and its last target is a hold (the arm stops where it is).
+    since = robot.now()
+    proc.stop()
+    assert proc.proc.returncode == 0 and "Traceback" not in proc.output(), proc.output()[-2000:]
+    assert ros_node.spin_until(lambda: robot.after(since) and is_hold(robot.targets[-1]), 5), \
+        [target_pose(m) for m in robot.after(since)]
     robot.assert_safe()
 
 

@@ -28,6 +28,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray
@@ -35,6 +36,7 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray
 from conrft_core.config import ConfigError, from_dict, load_yaml
 from conrft_core.episode import first_episode_id
 from conrft_core.node_params import declare_all
+from conrft_core.signals import interrupt_main_thread
 from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode, SetStiffness
 from conrft_sim.sim import FrankaSim, SimConfig
@@ -228,7 +230,8 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupt_main_thread()  # Ctrl-C lands in the physics loop; the context stays up until the spinner stopped
     try:
         node = SimNode()
     except (ConfigError, ValueError) as exc:
@@ -237,19 +240,7 @@ def main(args=None) -> int:
         return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:  # Ctrl-C / SIGINT: main's finally block cleans up
-            pass
-        except Exception:
-            # rclpy's SIGINT handler shuts the context down from another thread; landing while the executor
-            # builds its wait set, that raises RCLError here. Only an error on a valid context is a real one.
-            if rclpy.ok():
-                raise
-
-    spinner = threading.Thread(target=spin, daemon=True)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:
         node.run_physics()
@@ -262,7 +253,6 @@ def main(args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
