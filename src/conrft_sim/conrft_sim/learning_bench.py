@@ -54,15 +54,16 @@ def run_benchmark(config: Path, out: Path, tasks=TASKS, methods=tuple(METHOD_OVE
                 result.update(label=method, seed=seed, wall_time_s=time.perf_counter() - start)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(result, indent=2))
-    return summarize(out, tasks, methods)
+    return summarize(out)
 
 
-def summarize(out: Path, tasks=TASKS, methods=tuple(METHOD_OVERRIDES)) -> dict:
-    """Mean and spread over seeds per (task, method), the Markdown table and the learning-curve plots."""
+def summarize(out: Path) -> dict:
+    """Mean and spread over seeds per (task, method), the Markdown table and the learning-curve plots, over
+    every finished run in `out` (a call for some methods or tasks keeps the others' rows)."""
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     table: dict = {}
-    for task in tasks:
-        for method in methods:
+    for task in TASKS:
+        for method in METHOD_OVERRIDES:
             mine = [r for r in runs if r["task"] == task and r["label"] == method]
             if not mine:
                 continue

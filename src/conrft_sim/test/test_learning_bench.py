@@ -29,8 +29,9 @@ def test_runs_are_recorded_summarised_and_not_repeated(tmp_path):
     assert "| peg_insert | sft | 1 |" in table and (tmp_path / "curve_peg_insert.png").stat().st_size > 5_000
 
     stamp = runs[1].stat().st_mtime_ns
-    run_benchmark("config/train_sim.yaml", tmp_path, **kwargs)  # finished runs are skipped
-    assert runs[1].stat().st_mtime_ns == stamp
+    summary = run_benchmark("config/train_sim.yaml", tmp_path, **{**kwargs, "methods": ("sft",)})
+    assert runs[1].stat().st_mtime_ns == stamp  # finished runs are skipped
+    assert set(summary["table"]["peg_insert"]) == {"sft", "hil_conrft_chunked"}  # the summary keeps every run
 
     with pytest.raises(ValueError, match="unknown benchmark method"):
         run_benchmark("config/train_sim.yaml", tmp_path, methods=("ppo",), overrides=TINY)
