@@ -254,5 +254,6 @@ def main(args=None) -> int:
         rclpy.try_shutdown()
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
