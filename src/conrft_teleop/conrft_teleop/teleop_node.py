@@ -22,19 +22,17 @@ import tty
 import numpy as np
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Joy
 from geometry_msgs.msg import Twist
 from std_msgs.msg import Float64MultiArray
 
 from conrft_core.config import ConfigError
 from conrft_core.node_params import declare_all
-from conrft_core.signals import SPIN_PERIOD, interrupt_main_thread
 from conrft_core.teleop import KEYBOARD_HELP, Keyboard, SpaceMouse, SpaceMouseConfig
 from conrft_interfaces.msg import Intervention, Transition
+from conrft_policy.ros_io import run_node
 
 SOURCES = ("spacenav", "keyboard", "scripted")
 PARAMS = {
@@ -168,36 +166,15 @@ class TeleopNode(Node):
         t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z = map(float, self.action[:6])
         self.pub.publish(msg)
 
-    def restore_terminal(self) -> None:
+    def destroy_node(self) -> None:
+        """Give the terminal back as it was (keyboard mode puts it in cbreak mode)."""
         if getattr(self, "_tty", None) is not None:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, self._tty)
+        super().destroy_node()
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    interrupt_main_thread()
-    try:
-        node = TeleopNode()
-    except ConfigError as exc:
-        print(f"teleop_node: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    code = 0
-    try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=SPIN_PERIOD)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.restore_terminal()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node(TeleopNode, "teleop_node", args)
 
 
 if __name__ == "__main__":
