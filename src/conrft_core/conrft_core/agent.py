@@ -6,8 +6,9 @@ Both stages optimise the same objective with different weights (ConRFT, Sec. IV)
     actor:   L_pi = beta * L_BC(consistency) - eta * Q(s, pi(s)) / mean|Q|
 
 y is the chunked TD target of `conrft_core.critic` (H = 1: ConRFT; H > 1: CO-RFT chunked TD). The online stage
-"HIL-ConRFT" drops the Cal-QL term and changes (beta, eta); its batches mix the demonstration + intervention
-buffer and the online buffer 50/50 (RLPD), with `critic_updates_per_actor` critic steps per actor step.
+"HIL-ConRFT" drops the Cal-QL term (unless critic.cql_online) and changes (beta, eta); its batches mix the
+demonstration + intervention buffer and the online buffer 50/50 (RLPD), with `critic_updates_per_actor` critic
+steps per actor step.
 
 The agent works on state vectors: the caller turns observations into features (frozen VLA embeddings and
 proprio in ConRFT's setting, or any encoder), so the same losses serve the state-only tests and the VLA.
@@ -78,8 +79,8 @@ class ConRFTAgent(nn.Module):
         return self.actor.sample(state)
 
     def critic_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
-        """TD loss on the chunked target (+ Cal-QL when offline). batch: state, next_state, actions, rewards,
-        reward_mask, discount, done, mc_return (tensors, see conrft_core.replay)."""
+        """TD loss on the chunked target (+ Cal-QL when offline, or online with critic.cql_online). batch: state,
+        next_state, actions, rewards, reward_mask, discount, done, mc_return (tensors, see conrft_core.replay)."""
         s, s2, a = batch["state"], batch["next_state"], batch["actions"]
         with torch.no_grad():
             next_value = self.critic.target_min(s2, self.actor.sample(s2))
@@ -89,7 +90,7 @@ class ConRFTAgent(nn.Module):
         td = (q - y).pow(2).mean()
         info = {"critic/td": td.item(), "critic/q_mean": q.mean().item(), "critic/target_mean": y.mean().item()}
         loss = td
-        if offline and self.cfg.critic.cql_alpha > 0:
+        if (offline or self.cfg.critic.cql_online) and self.cfg.critic.cql_alpha > 0:
             n = self.cfg.critic.cql_num_samples
             with torch.no_grad():  # sampled chunks: uniform, pi(s), pi(s'), n of each
                 rep = lambda x: x.repeat_interleave(n, 0)  # noqa: E731 - (B, ...) -> (B*n, ...)

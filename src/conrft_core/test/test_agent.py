@@ -53,6 +53,22 @@ def test_q_term_beats_imitation_of_inconsistent_demos():
     assert acc_rl > 0.9, (acc_bc, acc_rl)
 
 
+def test_calql_term_online_only_when_configured():
+    g = torch.Generator().manual_seed(2)
+    batch = toy_batch(16, g)
+    for cql_online in (False, True):
+        torch.manual_seed(0)
+        agent = ConRFTAgent(state_dim=2, cfg=AgentConfig(consistency=ConsistencyConfig(hidden_dim=16),
+                                                         critic=CriticConfig(hidden_dim=16, cql_alpha=1.0,
+                                                                             cql_online=cql_online)))
+        td_only, info = agent.critic_loss(batch, offline=False)
+        assert ("critic/calql" in info) == cql_online
+        if cql_online:  # the same TD term plus alpha (1) times the penalty
+            assert torch.isclose(td_only, torch.tensor(info["critic/td"] + info["critic/calql"]))
+    offline_loss, info = agent.critic_loss(batch, offline=True)
+    assert "critic/calql" in info
+
+
 def test_losses_touch_only_their_own_parameters():
     agent = ConRFTAgent(state_dim=2, cfg=AgentConfig(consistency=ConsistencyConfig(hidden_dim=16, horizon=3),
                                                      critic=CriticConfig(hidden_dim=16)))
