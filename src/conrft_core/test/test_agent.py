@@ -65,7 +65,7 @@ def test_calql_term_online_only_when_configured():
         assert ("critic/calql" in info) == cql_online
         if cql_online:  # the same TD term plus alpha (1) times the penalty
             assert torch.isclose(td_only, torch.tensor(info["critic/td"] + info["critic/calql"]))
-    offline_loss, info = agent.critic_loss(batch, offline=True)
+    _, info = agent.critic_loss(batch, offline=True)
     assert "critic/calql" in info
 
 
