@@ -43,7 +43,7 @@ bench: setup
 	  python -m conrft_bringup.graph_bench --out results/graph_bench.json && \
 	  $(PRETRAIN_DEMO) && \
 	  python -m conrft_bringup.parity_bench --vla $(DEMO_OUT)/vla.safetensors --out results/ros_vs_inprocess.json && \
-	  conrft bench --out results/learning $(BENCH_ARGS)
+	  conrft bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build install log

@@ -250,11 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("bench", help="learning benchmark: every method x task x seed, table and learning curves")
+    p = sub.add_parser("bench", help="learning benchmark: every method x task x seed, table and learning curves",
+                       description="The issue's protocol by default: 1000 offline updates, 12,000 online steps "
+                       "(evaluations every 3000), 100 evaluation episodes on held-out seeds and 100 on the unseen "
+                       "range; --set overrides any of it. Finished runs in --out are skipped if their config matches "
+                       "and refused (with the differing key named) if not.")
     p.add_argument("--config", type=Path, default=Path("config/train_sim.yaml"),
                    help="experiment YAML the runs start from (default config/train_sim.yaml)")
-    p.add_argument("--out", type=Path, default=Path("results/learning"), help="results folder (default "
-                   "results/learning); finished runs found there are not repeated")
+    p.add_argument("--out", type=Path, default=Path("results/learning_protocol"), help="results folder (default "
+                   "results/learning_protocol); finished runs found there are not repeated")
     p.add_argument("--tasks", help="comma-separated subset of pick_cube,peg_insert,drawer_open")
     p.add_argument("--methods", help="comma-separated subset of sft,cal_conrft,co_rft,hil_conrft,"
                    "hil_conrft_chunked,hg_dagger,hil_serl")

@@ -33,5 +33,10 @@ def test_runs_are_recorded_summarised_and_not_repeated(tmp_path):
     assert runs[1].stat().st_mtime_ns == stamp  # finished runs are skipped
     assert set(summary["table"]["peg_insert"]) == {"sft", "hil_conrft_chunked"}  # the summary keeps every run
 
+    changed = {**kwargs, "methods": ("sft",), "overrides": {**TINY, "train.offline_updates": 6}}
+    with pytest.raises(ValueError, match=r"train\.offline_updates=5, this benchmark asks for 6"):
+        run_benchmark("config/train_sim.yaml", tmp_path, **changed)  # an old result is not passed off as new
+    assert runs[1].stat().st_mtime_ns == stamp
+
     with pytest.raises(ValueError, match="unknown benchmark method"):
         run_benchmark("config/train_sim.yaml", tmp_path, methods=("ppo",), overrides=TINY)
