@@ -10,18 +10,25 @@ y is the chunked TD target of `conrft_core.critic` (H = 1: ConRFT; H > 1: CO-RFT
 demonstration + intervention buffer and the online buffer 50/50 (RLPD), with `critic_updates_per_actor` critic
 steps per actor step.
 
-The agent works on state vectors: the caller turns observations into features (frozen VLA embeddings and
-proprio in ConRFT's setting, or any encoder), so the same losses serve the state-only tests and the VLA.
+The agent works on state vectors. In the frozen mode (ConRFT) the caller turns observations into features
+(frozen VLA embeddings and proprio, or state features) and batches carry them as `state` / `next_state`; in the
+full fine-tuning mode (CO-RFT) the agent owns `encoders` (`conrft_core.finetune`) and batches carry observation
+windows (`obs` / `next_obs`): the backbone is trained by the actor losses, the critic's own image encoder by
+the critic loss.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from conrft_core.consistency import ConsistencyConfig, ConsistencyHead
 from conrft_core.critic import ChunkedCritic, CriticConfig, calql_penalty, chunked_td_target
+
+if TYPE_CHECKING:
+    from conrft_core.finetune import FinetuneEncoders
 
 
 @dataclass
@@ -58,13 +65,21 @@ class AgentConfig:
 
 
 class ConRFTAgent(nn.Module):
-    def __init__(self, state_dim: int, cfg: AgentConfig):
+    def __init__(self, state_dim: int, cfg: AgentConfig, encoders: FinetuneEncoders | None = None):
         super().__init__()
         self.cfg = cfg
+        self.encoders = encoders
         self.actor = ConsistencyHead(state_dim, cfg.consistency)
-        self.critic = ChunkedCritic(state_dim, self.actor.chunk_dim, cfg.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.members.parameters(), lr=cfg.critic_lr)
+        critic_dim = state_dim if encoders is None else encoders.critic.dim
+        self.critic = ChunkedCritic(critic_dim, self.actor.chunk_dim, cfg.critic)
+        actor_groups = [{"params": list(self.actor.parameters())}]
+        self.critic_params = list(self.critic.members.parameters())
+        if encoders is not None:
+            actor_groups.append({"params": list(encoders.backbone.parameters()), "lr": encoders.cfg.backbone_lr})
+            self.critic_params += list(encoders.critic.parameters())
+        self.actor_params = [p for g in actor_groups for p in g["params"]]
+        self.actor_opt = torch.optim.Adam(actor_groups, lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic_params, lr=cfg.critic_lr)
 
     @property
     def horizon(self) -> int:
@@ -78,15 +93,31 @@ class ConRFTAgent(nn.Module):
         """Action chunks (B, H, 7) in [-1, 1] (one-step consistency sampling is stochastic either way)."""
         return self.actor.sample(state)
 
+    def states(self, batch: dict, which: str = "obs") -> tuple[torch.Tensor, torch.Tensor]:
+        """(actor state, critic state) of `obs` or `next_obs`: the stored features (frozen mode, both the same)
+        or the two encoders' outputs (full fine-tuning), with gradients unless the caller disables them."""
+        if self.encoders is None:
+            s = batch["state" if which == "obs" else "next_state"]
+            return s, s
+        return self.encoders.actor_state(batch[which]), self.encoders.critic_state(batch[which])
+
     def critic_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
         """TD loss on the chunked target (+ Cal-QL when offline, or online with critic.cql_online). batch: state,
-        next_state, actions, rewards, reward_mask, discount, done, mc_return (tensors, see conrft_core.replay)."""
-        s, s2, a = batch["state"], batch["next_state"], batch["actions"]
+        next_state (or obs, next_obs), actions, rewards, reward_mask, discount, done, mc_return (tensors, see
+        conrft_core.replay)."""
+        a = batch["actions"]
         with torch.no_grad():
-            next_value = self.critic.target_min(s2, self.actor.sample(s2))
+            s2, c2 = self.states(batch, "next_obs")
+            next_value = self.critic.target_min(c2, self.actor.sample(s2))
             y = chunked_td_target(batch["rewards"], batch["reward_mask"], batch["discount"], batch["done"],
                                   next_value, self.cfg.critic.gamma)
-        q = self.critic(s, a)  # (E, B)
+        if self.encoders is None:
+            s = c = batch["state"]
+        else:
+            with torch.no_grad():
+                s = self.encoders.actor_state(batch["obs"])
+            c = self.encoders.critic_state(batch["obs"])  # the critic's encoder learns from this loss
+        q = self.critic(c, a)  # (E, B)
         td = (q - y).pow(2).mean()
         info = {"critic/td": td.item(), "critic/q_mean": q.mean().item(), "critic/target_mean": y.mean().item()}
         loss = td
@@ -95,7 +126,7 @@ class ConRFTAgent(nn.Module):
             with torch.no_grad():  # sampled chunks: uniform, pi(s), pi(s'), n of each
                 rep = lambda x: x.repeat_interleave(n, 0)  # noqa: E731 - (B, ...) -> (B*n, ...)
                 samples = [torch.rand_like(rep(a)) * 2 - 1, self.actor.sample(rep(s)), self.actor.sample(rep(s2))]
-            q_sampled = torch.cat([self.critic(rep(s), x).unflatten(1, (len(s), n)) for x in samples], dim=-1)
+            q_sampled = torch.cat([self.critic(rep(c), x).unflatten(1, (len(c), n)) for x in samples], dim=-1)
             penalty = calql_penalty(q, q_sampled, batch["mc_return"])
             loss = loss + self.cfg.critic.cql_alpha * penalty
             info["critic/calql"] = penalty.item()
@@ -104,9 +135,9 @@ class ConRFTAgent(nn.Module):
     def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
         """beta * consistency BC - eta * Q(s, pi(s)) / mean|Q| (the Q scale normalised, as in TD3+BC)."""
         w = self.cfg.offline if offline else self.cfg.online
-        s = batch["state"]
+        s, c = self.states(batch)  # full fine-tuning: both terms reach the backbone through s
         bc = self.actor.bc_loss(batch["actions"], s)
-        q_pi = self.critic(s, self.actor.sample(s)).mean(0)
+        q_pi = self.critic(c.detach(), self.actor.sample(s)).mean(0)
         q_term = q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-6)
         loss = w.beta * bc - w.eta * q_term
         return loss, {"actor/bc": bc.item(), "actor/q_pi": q_pi.mean().item()}
@@ -118,17 +149,18 @@ class ConRFTAgent(nn.Module):
         for _ in range(self.cfg.critic_updates_per_actor):
             batch = sample_batch()
             loss, info = self.critic_loss(batch, offline)
-            gradient_step(self.critic_opt, loss, self.critic.members.parameters(), self.cfg.grad_clip)
+            gradient_step(self.critic_opt, loss, self.critic_params, self.cfg.grad_clip)
             self.critic.update_targets()
         loss, actor_info = self.actor_loss(batch, offline)
-        gradient_step(self.actor_opt, loss, self.actor.parameters(), self.cfg.grad_clip)
+        gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
         return {**info, **actor_info}
 
     def update_bc(self, sample_batch) -> dict:
         """Imitation only (SFT, HG-DAgger): one actor step on the consistency BC loss; the critic is unused."""
         batch = sample_batch()
-        loss = self.actor.bc_loss(batch["actions"], batch["state"])
-        gradient_step(self.actor_opt, loss, self.actor.parameters(), self.cfg.grad_clip)
+        s = batch["state"] if self.encoders is None else self.encoders.actor_state(batch["obs"])
+        loss = self.actor.bc_loss(batch["actions"], s)
+        gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
         return {"actor/bc": loss.item()}
 
 

@@ -131,10 +131,14 @@ class VLAFeaturizer:
 
     def __init__(self, model: VLA):
         self.model = model.eval().requires_grad_(False)
-        self.cfg = model.cfg.backbone
-        self.device = next(model.parameters()).device
-        self.dim = model.feature_dim
-        self._window: deque = deque(maxlen=self.cfg.history)
+        self._setup(model.cfg.backbone, model.feature_dim, next(model.parameters()).device)
+
+    def _setup(self, cfg: BackboneConfig, dim: int, device: torch.device) -> None:
+        self.cfg, self.dim, self.device = cfg, dim, device
+        self._window: deque = deque(maxlen=cfg.history)
+
+    def _features(self, images: dict[str, torch.Tensor], proprio: torch.Tensor, instructions: list[str]):
+        return self.model.features(images, proprio, instructions)
 
     def reset(self) -> None:
         self._window.clear()
@@ -148,7 +152,7 @@ class VLAFeaturizer:
         images = {c: torch.as_tensor(np.stack([o[c] for o in self._window]))[None].to(self.device)
                   for c in self.cfg.cameras}
         proprio = torch.as_tensor(np.stack([o["proprio"] for o in self._window]))[None].to(self.device)
-        return self.model.features(images, proprio, [obs["instruction"]])[0].cpu().numpy().astype(np.float32)
+        return self._features(images, proprio, [obs["instruction"]])[0].cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
     def episode_features(self, ep: Episode, batch: int = 64) -> np.ndarray:
@@ -165,5 +169,5 @@ class VLAFeaturizer:
             window = np.maximum(steps[:, None] + np.arange(-h + 1, 1)[None], 0)  # (B, h)
             images = {c: torch.as_tensor(ep.images[c][window]).to(self.device) for c in self.cfg.cameras}
             proprio = torch.as_tensor(ep.proprio[window]).to(self.device)
-            out.append(self.model.features(images, proprio, [ep.instruction] * len(steps)).cpu().numpy())
+            out.append(self._features(images, proprio, [ep.instruction] * len(steps)).cpu().numpy())
         return np.concatenate(out).astype(np.float32)

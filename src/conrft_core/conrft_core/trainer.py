@@ -36,6 +36,8 @@ from conrft_core.checkpoint import (CheckpointError, load_checkpoint, load_into,
                                     save_checkpoint)
 from conrft_core.config import ConfigError, first_difference, from_dict, to_dict
 from conrft_core.episode import Episode
+from conrft_core.finetune import EncoderConfig, FinetuneEncoders
+from conrft_core.pretrain import VLA, PretrainConfig
 from conrft_core.replay import ReplayBuffer, sample_mixed
 from conrft_core.runlog import RunLog
 from conrft_core.sac import SACAgent, SACConfig
@@ -80,6 +82,7 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
     agent: AgentConfig = field(default_factory=AgentConfig)
     sac: SACConfig = field(default_factory=SACConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # full fine-tuning mode only (features: vla_finetune)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -112,8 +115,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_agent(cfg: TrainConfig, feature_dim: int) -> ConRFTAgent | SACAgent:
-    return SACAgent(feature_dim, cfg.sac) if METHODS[cfg.method].sac else ConRFTAgent(feature_dim, cfg.agent)
+def build_agent(cfg: TrainConfig, feature_dim: int, encoders: FinetuneEncoders | None = None) -> ConRFTAgent | SACAgent:
+    if not METHODS[cfg.method].sac:
+        return ConRFTAgent(feature_dim, cfg.agent, encoders)
+    if encoders is not None:
+        raise ValueError("train.method hil_serl has no VLA to fine-tune; use features: state or vla with it")
+    return SACAgent(feature_dim, cfg.sac)
 
 
 class Policy:
@@ -176,8 +183,12 @@ class Trainer:
     CHECKPOINT = "checkpoint.safetensors"
 
     def __init__(self, cfg: TrainConfig, env, featurizer: Featurizer, run_dir: str | Path | None = None,
-                 log: RunLog | None = None, meta: dict | None = None, progress: bool = True):
+                 log: RunLog | None = None, meta: dict | None = None, progress: bool = True,
+                 encoders: FinetuneEncoders | None = None):
+        """`encoders` switches to the full fine-tuning mode: the buffers store camera frames and every update
+        encodes them (conrft_core.finetune); `featurizer` must then be their FinetuneFeaturizer."""
         self.cfg, self.env, self.featurizer, self.meta = cfg, env, featurizer, meta or {}
+        self.encoders = encoders
         self.method = METHODS[cfg.method]
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.log = log or RunLog(None, quiet=not progress)
@@ -185,11 +196,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.agent = build_agent(cfg, featurizer.dim).to(self.device)
+        self.agent = build_agent(cfg, featurizer.dim, encoders).to(self.device)
         self.policy = Policy(self.agent, featurizer.dim, self.device)
-        make = lambda: ReplayBuffer(cfg.replay_capacity, cameras=(), image_shape=(1, 1, 3),  # noqa: E731
-                                    embedding_dim=featurizer.dim, history=1, gamma=self._gamma)
-        self.demo_buffer, self.online_buffer = make(), make()
+        self.demo_buffer, self.online_buffer = self._make_buffer(), self._make_buffer()
         # Progress, saved in checkpoints.
         self.offline_done = 0
         self.env_steps = self.episodes = self.intervened_steps = self.updates = 0
@@ -201,20 +210,41 @@ class Trainer:
     def _gamma(self) -> float:
         return (self.cfg.sac if self.method.sac else self.cfg.agent).critic.gamma
 
+    def _make_buffer(self) -> ReplayBuffer:
+        """Frozen mode: one feature vector per observation, no frames. Full fine-tuning: the frames (with the
+        backbone's history window), no features."""
+        e = self.encoders
+        if e is None:
+            return ReplayBuffer(self.cfg.replay_capacity, cameras=(), image_shape=(1, 1, 3),
+                                embedding_dim=self.featurizer.dim, history=1, gamma=self._gamma)
+        return ReplayBuffer(self.cfg.replay_capacity, cameras=e.cameras, image_shape=(e.image_size, e.image_size, 3),
+                            history=e.history, gamma=self._gamma)
+
+    def _add(self, buffer: ReplayBuffer, ep: Episode, feats: np.ndarray) -> None:
+        buffer.add_episode(ep, embeddings=feats if self.encoders is None else None)
+
     def add_demos(self, demos: list[tuple[Episode, np.ndarray]]) -> None:
         """Store demonstrations (episode, features) and fix the feature normalisation from them."""
         if not demos:
             raise ValueError("no demonstrations: training needs at least one successful demonstration episode")
         for ep, feats in demos:
-            self.demo_buffer.add_episode(ep, embeddings=feats)
-        self.policy.fit_normalization(np.concatenate([f for _, f in demos]))
+            self._add(self.demo_buffer, ep, feats)
+        if self.encoders is None:
+            self.policy.fit_normalization(np.concatenate([f for _, f in demos]))
+        else:
+            self.encoders.fit_normalization([ep for ep, _ in demos])
 
     # ------------------------------------------------------------------------------------------ updates
     def _batch(self, sample: dict) -> dict:
         t = lambda x: torch.as_tensor(x, device=self.device).float()  # noqa: E731
         keys = ("actions", "rewards", "reward_mask", "discount", "done", "mc_return")
+        rest = {k: t(sample[k]) for k in keys}
+        if self.encoders is not None:  # observation windows, encoded by the agent in every update
+            obs = lambda o: {"images": {c: torch.as_tensor(v, device=self.device) for c, v in o["images"].items()},  # noqa: E731
+                             "proprio": t(o["proprio"])}
+            return {"obs": obs(sample["obs"]), "next_obs": obs(sample["next_obs"]), **rest}
         return {"state": self.policy.normalize(sample["obs"]["embedding"][:, -1]),
-                "next_state": self.policy.normalize(sample["next_obs"]["embedding"][:, -1]), **{k: t(sample[k]) for k in keys}}
+                "next_state": self.policy.normalize(sample["next_obs"]["embedding"][:, -1]), **rest}
 
     def _sampler(self, mixed: bool):
         cfg, horizon, gamma = self.cfg, self.cfg.horizon, self._gamma
@@ -291,9 +321,9 @@ class Trainer:
         self.episodes += 1
         self.env_steps += ep.length
         self.intervened_steps += int(ep.intervened.sum())
-        self.online_buffer.add_episode(ep, embeddings=feats)
+        self._add(self.online_buffer, ep, feats)
         for seg in human_segments(ep, feats):
-            self.demo_buffer.add_episode(*seg)
+            self._add(self.demo_buffer, *seg)
         sample = self._sampler(mixed=self.method.mixed_batches)
         info: dict = {}
         for _ in range(round(ep.length * self.cfg.updates_per_env_step)):
@@ -330,6 +360,7 @@ class Trainer:
             "updates": self.updates, "update_seconds": self.update_seconds, "rollout_seconds": self.rollout_seconds,
             "updates_per_s": self.updates / self.update_seconds if self.update_seconds else None,
             "env_steps_per_s": self.env_steps / self.rollout_seconds if self.rollout_seconds else None,
+            "replay_bytes_per_transition": self.online_buffer.bytes_per_transition,
             "device": str(self.device), "curve": self.curve, "config": to_dict(self.cfg),
         }
 
@@ -354,6 +385,8 @@ class Trainer:
         self.online_buffer.save(self.run_dir / "online_buffer.safetensors")
         config = {"train": to_dict(self.cfg), "feature_dim": self.featurizer.dim, "meta": self.meta,
                   "progress": self._progress()}
+        if self.encoders is not None:  # what load_policy needs to rebuild them
+            config["finetune"] = {"vla": to_dict(self.encoders.vla_cfg), "instruction": self.encoders.instruction}
         save_checkpoint(self.run_dir / self.CHECKPOINT, self._tensors(), config)
 
     def restore(self) -> bool:
@@ -398,8 +431,15 @@ def load_policy(path: str | Path, device: str = "auto") -> tuple[Policy, dict]:
     except (ConfigError, ValueError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {path} carries an unusable config: {exc}") from None
     torch_device = resolve_device(cfg.device)
-    policy = Policy(build_agent(cfg, int(config["feature_dim"])).to(torch_device), int(config["feature_dim"]),
-                    torch_device)
+    encoders = None
+    if "finetune" in config:  # full fine-tuning: the checkpoint holds its own backbone and critic encoder
+        try:
+            vla = VLA(from_dict(PretrainConfig, config["finetune"]["vla"], "pretrain"))
+        except (ConfigError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint {path} carries an unusable backbone config: {exc}") from None
+        encoders = FinetuneEncoders(vla, cfg.encoder, config["finetune"]["instruction"])
+    policy = Policy(build_agent(cfg, int(config["feature_dim"]), encoders).to(torch_device),
+                    int(config["feature_dim"]), torch_device)
     policy.load(tensors, source=f"checkpoint {path}")
     policy.agent.eval()
     return policy, config

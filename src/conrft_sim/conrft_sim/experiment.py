@@ -6,7 +6,9 @@ over ROS 2 in the node graph; this is the in-process reference.
 
 Features: `state` (proprio + the simulator's privileged object state, no cameras rendered) is the cheap
 configuration the tests and the CPU benchmark use; `vla` is ConRFT's frozen-backbone mode: the embedding of
-the pretrained VLA in `vla_checkpoint` (`conrft pretrain`) plus proprio, from rendered camera images.
+the pretrained VLA in `vla_checkpoint` (`conrft pretrain`) plus proprio, from rendered camera images;
+`vla_finetune` is CO-RFT's full fine-tuning mode: the same VLA's backbone trains with the policy, and the critic
+has its own image encoder (`conrft_core.finetune`; `train.encoder` holds its settings).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from conrft_core.config import from_dict, load_yaml, to_dict
+from conrft_core.finetune import FinetuneEncoders, FinetuneFeaturizer
 from conrft_core.runlog import RunLog
 from conrft_core.pretrain import PretrainConfig, VLAFeaturizer, load_vla, pretrain, save_vla
 from conrft_core.trainer import TrainConfig, Trainer, load_policy, resolve_device
@@ -25,8 +28,9 @@ from conrft_sim.demos import NOISE_PRESETS, Demonstrator, generate_demos, noise_
 from conrft_sim.env import ConRFTSimEnv
 from conrft_sim.intervener import IntervenerConfig, ScriptedIntervener
 from conrft_sim.sim import SimConfig
+from conrft_sim.tasks import TASKS
 
-FEATURES = ("state", "vla")
+FEATURES = ("state", "vla", "vla_finetune")
 
 
 @dataclass
@@ -45,7 +49,7 @@ class DemoConfig:
 @dataclass
 class ExperimentConfig:
     features: str = "state"
-    vla_checkpoint: str = ""  # vla.safetensors from `conrft pretrain`, for features: vla
+    vla_checkpoint: str = ""  # vla.safetensors from `conrft pretrain`, for features: vla and vla_finetune
     sim: SimConfig = field(default_factory=SimConfig)
     demos: DemoConfig = field(default_factory=DemoConfig)
     intervener: IntervenerConfig = field(default_factory=IntervenerConfig)
@@ -54,8 +58,9 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
             raise ValueError(f"features '{self.features}' is not available; choose one of {', '.join(FEATURES)}")
-        if self.features == "vla" and not self.vla_checkpoint:
-            raise ValueError("features: vla needs vla_checkpoint (a vla.safetensors written by `conrft pretrain`)")
+        if self.features != "state" and not self.vla_checkpoint:
+            raise ValueError(f"features: {self.features} needs vla_checkpoint (a vla.safetensors written by "
+                             f"`conrft pretrain`)")
         if self.demos.seed + 3 * self.demos.episodes > self.train.eval_seed:
             raise ValueError("demos.seed is so large that demonstration seeds would reach train.eval_seed")
 
@@ -72,15 +77,21 @@ def load_experiment(path: str | Path, overrides: dict | None = None) -> Experime
     return from_dict(ExperimentConfig, data)
 
 
-def make_env(cfg: ExperimentConfig, device: str = "auto") -> tuple[ConRFTSimEnv, Featurizer]:
+def make_env(cfg: ExperimentConfig, device: str = "auto",
+             encoders: FinetuneEncoders | None = None) -> tuple[ConRFTSimEnv, Featurizer]:
     """The simulator env and its featurizer: state features need no rendering, so no cameras; VLA features
-    render the backbone's cameras at its image size."""
-    if cfg.features == "vla":
-        model = load_vla(cfg.vla_checkpoint, resolve_device(device))
-        bb = model.cfg.backbone
+    render the backbone's cameras at its image size. features: vla_finetune starts the trainable encoders
+    from the pretrained VLA (the featurizer's `encoders`), unless a checkpoint's own `encoders` are given."""
+    if cfg.features != "state":
+        if encoders is None:
+            model = load_vla(cfg.vla_checkpoint, resolve_device(device))
+            if cfg.features == "vla_finetune":
+                encoders = FinetuneEncoders(model, cfg.train.encoder, TASKS[cfg.sim.task].instruction)
+                encoders.to(resolve_device(device))
+        bb = (model.cfg if encoders is None else encoders.vla_cfg).backbone
         sim = from_dict(SimConfig, {**to_dict(cfg.sim), "cameras": list(bb.cameras), "image_width": bb.image_size,
                                     "image_height": bb.image_size}, "sim")
-        return ConRFTSimEnv(sim), VLAFeaturizer(model)
+        return ConRFTSimEnv(sim), VLAFeaturizer(model) if encoders is None else FinetuneFeaturizer(encoders)
     sim = from_dict(SimConfig, {**to_dict(cfg.sim), "cameras": []}, "sim")
     env = ConRFTSimEnv(sim, privileged_state=True)
     obs, _ = env.reset(seed=0)
@@ -101,7 +112,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path | None, resume: bo
     task = cfg.sim.task
     log = RunLog(run_dir, quiet=not progress)
     meta = {"task": task, "features": cfg.features, "experiment": to_dict(cfg)}
-    trainer = Trainer(cfg.train, env, featurizer, run_dir=run_dir, log=log, meta=meta, progress=progress)
+    trainer = Trainer(cfg.train, env, featurizer, run_dir=run_dir, log=log, meta=meta, progress=progress,
+                      encoders=getattr(featurizer, "encoders", None))
     try:
         if not trainer.restore():
             noise = noise_preset(cfg.demos.noise, task)
@@ -123,7 +135,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int, unseen: bool = False, f
     """Success rate and mean length of a checkpoint's policy, on the env its run was trained in."""
     policy, config = load_policy(path, device=device)
     cfg = from_dict(ExperimentConfig, config["meta"]["experiment"])
-    env, featurizer = make_env(cfg, device)
+    env, featurizer = make_env(cfg, device, encoders=getattr(policy.agent, "encoders", None))
     if featurizer.dim != config["feature_dim"]:
         raise ValueError(f"checkpoint {path} expects {config['feature_dim']} features, the env gives {featurizer.dim}")
     try:

@@ -1,5 +1,5 @@
 """Generalist VLA pretraining on rendered multi-task demonstrations, the saved model, and fine-tuning on its
-frozen embeddings (tiny backbone, 32x32 images)."""
+frozen embeddings or with the backbone trained too (tiny backbone, 32x32 images)."""
 import os
 
 os.environ["MUJOCO_GL"] = "egl"
@@ -9,12 +9,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from conrft_core.backbone import BackboneConfig  # noqa: E402
-from conrft_core.checkpoint import CheckpointError  # noqa: E402
-from conrft_core.config import from_dict  # noqa: E402
+from conrft_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from conrft_core.config import from_dict, to_dict  # noqa: E402
 from conrft_core.pretrain import PretrainConfig, VLAFeaturizer, _windows, load_vla, pretrain  # noqa: E402
 from conrft_sim.demos import generate_demos, noise_preset  # noqa: E402
 from conrft_sim.env import ConRFTSimEnv  # noqa: E402
-from conrft_sim.experiment import ExperimentConfig, make_env, pretrain_vla, run_experiment  # noqa: E402
+from conrft_sim.experiment import (ExperimentConfig, evaluate_checkpoint, make_env, pretrain_vla,  # noqa: E402
+                                   run_experiment)
 from conrft_sim.sim import SimConfig  # noqa: E402
 
 BACKBONE = {"image_size": 32, "patch_grid": 4, "d_model": 32, "num_layers": 1, "num_heads": 2}
@@ -94,3 +95,26 @@ def test_fine_tuning_runs_on_frozen_vla_features(vla_path, tmp_path):
     assert result["features"] == "vla" and result["online_env_steps"] >= 20
     with pytest.raises(ValueError, match="vla_checkpoint"):
         from_dict(ExperimentConfig, {"features": "vla"})
+
+
+def test_full_fine_tuning_trains_the_backbone_stores_frames_and_reloads(vla_path, tmp_path):
+    train = {"method": "co_rft", "offline_updates": 4, "batch_size": 8, "eval_episodes": 1, "device": "cpu",
+             "agent": {"consistency": {"hidden_dim": 16, "horizon": 2}, "critic": {"hidden_dim": 16, "cql_num_samples": 2}},
+             "encoder": {"critic_channels": 8, "critic_dim": 16}}
+    cfg = from_dict(ExperimentConfig, {"features": "vla_finetune", "vla_checkpoint": str(vla_path),
+                                       "sim": {"task": "peg_insert", "max_episode_steps": 25},
+                                       "demos": {"episodes": 2, "noise": "zero"}, "train": train})
+    result = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert result["features"] == "vla_finetune" and result["updates"] == 4
+    assert result["replay_bytes_per_transition"] > 2 * 32 * 32 * 3  # two camera frames per step, stored once
+
+    tensors, _ = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    pretrained = load_vla(vla_path).backbone.state_dict()
+    moved = [k for k, v in pretrained.items() if not torch.equal(tensors[f"agent/encoders.backbone.{k}"], v)]
+    assert moved, "the backbone did not change in full fine-tuning mode"
+    evaluated = evaluate_checkpoint(tmp_path / "run" / "checkpoint.safetensors", 1, device="cpu")
+    assert evaluated["method"] == "co_rft" and evaluated["episodes"] == 1
+
+    with pytest.raises(ValueError, match="hil_serl"):
+        run_experiment(from_dict(ExperimentConfig, {**to_dict(cfg), "train": {**train, "method": "hil_serl"}}),
+                       None, progress=False)

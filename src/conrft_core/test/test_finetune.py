@@ -1,0 +1,87 @@
+"""Full fine-tuning mode (CO-RFT): which loss trains which encoder, and the critic's random-shift augmentation."""
+import pytest
+import torch
+
+from conrft_core.agent import AgentConfig, ConRFTAgent
+from conrft_core.backbone import BackboneConfig
+from conrft_core.consistency import ConsistencyConfig
+from conrft_core.critic import CriticConfig
+from conrft_core.finetune import EncoderConfig, FinetuneEncoders, random_shift
+from conrft_core.pretrain import VLA, PretrainConfig
+from conrft_core.spaces import PROPRIO_DIM
+
+B, H, SIZE = 6, 2, 32
+
+
+def make_agent(seed=0):
+    torch.manual_seed(seed)
+    vla = VLA(PretrainConfig(backbone=BackboneConfig(image_size=SIZE, patch_grid=4, d_model=32, num_layers=1,
+                                                     num_heads=2)))
+    enc = FinetuneEncoders(vla, EncoderConfig(critic_channels=8, critic_dim=16), "insert the peg into the hole")
+    cfg = AgentConfig(consistency=ConsistencyConfig(horizon=H, hidden_dim=16, num_levels=10),
+                      critic=CriticConfig(hidden_dim=16, cql_num_samples=2))
+    return ConRFTAgent(enc.actor_dim, cfg, enc)
+
+
+def make_batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    obs = lambda: {"images": {c: torch.randint(0, 256, (B, 2, SIZE, SIZE, 3), generator=g, dtype=torch.uint8)  # noqa: E731
+                              for c in ("front", "wrist")}, "proprio": torch.randn(B, 2, PROPRIO_DIM, generator=g)}
+    return {"obs": obs(), "next_obs": obs(), "actions": torch.rand(B, H, 7, generator=g) * 2 - 1,
+            "rewards": torch.randn(B, H, generator=g), "reward_mask": torch.ones(B, H), "discount": torch.full((B,), 0.96),
+            "done": torch.zeros(B), "mc_return": torch.randn(B, generator=g)}
+
+
+def grad_norm(module):
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return sum(float(g.abs().sum()) for g in grads)
+
+
+def test_actor_losses_train_the_backbone_and_the_critic_loss_its_own_encoder():
+    agent = make_agent()
+    loss, _ = agent.actor_loss(make_batch(), offline=True)
+    loss.backward()
+    assert grad_norm(agent.encoders.backbone) > 0 and grad_norm(agent.actor) > 0
+    assert grad_norm(agent.encoders.critic) == 0 and grad_norm(agent.critic.members) > 0  # Q term: critic detached
+
+    agent.zero_grad(set_to_none=True)
+    loss, info = agent.critic_loss(make_batch(), offline=True)
+    loss.backward()
+    assert "critic/calql" in info
+    assert grad_norm(agent.encoders.critic) > 0 and grad_norm(agent.critic.members) > 0
+    assert grad_norm(agent.encoders.backbone) == 0 and grad_norm(agent.actor) == 0
+
+
+def test_update_moves_both_encoders_and_checkpoints_carry_them():
+    agent = make_agent()
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    agent.update(lambda: make_batch(), offline=True)
+    changed = {k for k, v in agent.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("encoders.backbone.") for k in changed)
+    assert any(k.startswith("encoders.critic.") for k in changed)
+    assert "encoders.actor_mean" in before  # the normalisation travels with the weights
+
+    clone = make_agent(seed=1)
+    clone.load_state_dict(agent.state_dict())
+    batch = make_batch(3)
+    torch.testing.assert_close(clone.encoders.actor_state(batch["obs"]), agent.encoders.actor_state(batch["obs"]))
+
+
+def test_random_shift_crops_the_edge_padded_image():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert torch.equal(random_shift(x, 0), x)
+    torch.manual_seed(0)
+    y = random_shift(x, 2)
+    assert y.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for i in range(2):  # each image is one 8x8 window of its padded copy
+        offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(padded[i, :, dy:dy + 8, dx:dx + 8], y[i])]
+        assert offsets, f"image {i} is not a crop of its padded copy"
+
+
+def test_encoder_config_is_validated():
+    with pytest.raises(ValueError, match="backbone_lr"):
+        EncoderConfig(backbone_lr=0)
+    with pytest.raises(ValueError, match="shift_pad"):
+        EncoderConfig(shift_pad=-1)
