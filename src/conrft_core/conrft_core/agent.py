@@ -93,13 +93,17 @@ class ConRFTAgent(nn.Module):
         """Action chunks (B, H, 7) in [-1, 1] (one-step consistency sampling is stochastic either way)."""
         return self.actor.sample(state)
 
-    def states(self, batch: dict, which: str = "obs") -> tuple[torch.Tensor, torch.Tensor]:
-        """(actor state, critic state) of `obs` or `next_obs`: the stored features (frozen mode, both the same)
-        or the two encoders' outputs (full fine-tuning), with gradients unless the caller disables them."""
+    # The actor's and the critic's state of a batch's `obs` or `next_obs`: the stored features in the frozen
+    # mode (the same for both), the two encoders' outputs in full fine-tuning (with gradients unless disabled).
+    def actor_state(self, batch: dict, which: str = "obs") -> torch.Tensor:
         if self.encoders is None:
-            s = batch["state" if which == "obs" else "next_state"]
-            return s, s
-        return self.encoders.actor_state(batch[which]), self.encoders.critic_state(batch[which])
+            return batch["state" if which == "obs" else "next_state"]
+        return self.encoders.actor_state(batch[which])
+
+    def critic_state(self, batch: dict, which: str = "obs") -> torch.Tensor:
+        if self.encoders is None:
+            return batch["state" if which == "obs" else "next_state"]
+        return self.encoders.critic_state(batch[which])
 
     def critic_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
         """TD loss on the chunked target (+ Cal-QL when offline, or online with critic.cql_online). batch: state,
@@ -107,16 +111,11 @@ class ConRFTAgent(nn.Module):
         conrft_core.replay)."""
         a = batch["actions"]
         with torch.no_grad():
-            s2, c2 = self.states(batch, "next_obs")
-            next_value = self.critic.target_min(c2, self.actor.sample(s2))
+            s, s2 = self.actor_state(batch), self.actor_state(batch, "next_obs")
+            next_value = self.critic.target_min(self.critic_state(batch, "next_obs"), self.actor.sample(s2))
             y = chunked_td_target(batch["rewards"], batch["reward_mask"], batch["discount"], batch["done"],
                                   next_value, self.cfg.critic.gamma)
-        if self.encoders is None:
-            s = c = batch["state"]
-        else:
-            with torch.no_grad():
-                s = self.encoders.actor_state(batch["obs"])
-            c = self.encoders.critic_state(batch["obs"])  # the critic's encoder learns from this loss
+        c = self.critic_state(batch)  # full fine-tuning: the critic's encoder learns from this loss only
         q = self.critic(c, a)  # (E, B)
         td = (q - y).pow(2).mean()
         info = {"critic/td": td.item(), "critic/q_mean": q.mean().item(), "critic/target_mean": y.mean().item()}
@@ -135,9 +134,11 @@ class ConRFTAgent(nn.Module):
     def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
         """beta * consistency BC - eta * Q(s, pi(s)) / mean|Q| (the Q scale normalised, as in TD3+BC)."""
         w = self.cfg.offline if offline else self.cfg.online
-        s, c = self.states(batch)  # full fine-tuning: both terms reach the backbone through s
+        s = self.actor_state(batch)  # full fine-tuning: both terms reach the backbone through s
+        with torch.no_grad():
+            c = self.critic_state(batch)
         bc = self.actor.bc_loss(batch["actions"], s)
-        q_pi = self.critic(c.detach(), self.actor.sample(s)).mean(0)
+        q_pi = self.critic(c, self.actor.sample(s)).mean(0)
         q_term = q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-6)
         loss = w.beta * bc - w.eta * q_term
         return loss, {"actor/bc": bc.item(), "actor/q_pi": q_pi.mean().item()}
@@ -158,8 +159,7 @@ class ConRFTAgent(nn.Module):
     def update_bc(self, sample_batch) -> dict:
         """Imitation only (SFT, HG-DAgger): one actor step on the consistency BC loss; the critic is unused."""
         batch = sample_batch()
-        s = batch["state"] if self.encoders is None else self.encoders.actor_state(batch["obs"])
-        loss = self.actor.bc_loss(batch["actions"], s)
+        loss = self.actor.bc_loss(batch["actions"], self.actor_state(batch))
         gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
         return {"actor/bc": loss.item()}
 
