@@ -82,7 +82,7 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
     agent: AgentConfig = field(default_factory=AgentConfig)
     sac: SACConfig = field(default_factory=SACConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # full fine-tuning mode only (features: vla_finetune)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # features: vla_finetune only
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -115,7 +115,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_agent(cfg: TrainConfig, feature_dim: int, encoders: FinetuneEncoders | None = None) -> ConRFTAgent | SACAgent:
+def build_agent(cfg: TrainConfig, feature_dim: int,
+                encoders: FinetuneEncoders | None = None) -> ConRFTAgent | SACAgent:
     if not METHODS[cfg.method].sac:
         return ConRFTAgent(feature_dim, cfg.agent, encoders)
     if encoders is not None:
@@ -217,8 +218,8 @@ class Trainer:
         if e is None:
             return ReplayBuffer(self.cfg.replay_capacity, cameras=(), image_shape=(1, 1, 3),
                                 embedding_dim=self.featurizer.dim, history=1, gamma=self._gamma)
-        return ReplayBuffer(self.cfg.replay_capacity, cameras=e.cameras, image_shape=(e.image_size, e.image_size, 3),
-                            history=e.history, gamma=self._gamma)
+        return ReplayBuffer(self.cfg.replay_capacity, cameras=e.cameras,
+                            image_shape=(e.image_size, e.image_size, 3), history=e.history, gamma=self._gamma)
 
     def _add(self, buffer: ReplayBuffer, ep: Episode, feats: np.ndarray) -> None:
         buffer.add_episode(ep, embeddings=feats if self.encoders is None else None)
@@ -240,8 +241,9 @@ class Trainer:
         keys = ("actions", "rewards", "reward_mask", "discount", "done", "mc_return")
         rest = {k: t(sample[k]) for k in keys}
         if self.encoders is not None:  # observation windows, encoded by the agent in every update
-            obs = lambda o: {"images": {c: torch.as_tensor(v, device=self.device) for c, v in o["images"].items()},  # noqa: E731
-                             "proprio": t(o["proprio"])}
+            def obs(o):
+                return {"images": {c: torch.as_tensor(v, device=self.device) for c, v in o["images"].items()},
+                        "proprio": t(o["proprio"])}
             return {"obs": obs(sample["obs"]), "next_obs": obs(sample["next_obs"]), **rest}
         return {"state": self.policy.normalize(sample["obs"]["embedding"][:, -1]),
                 "next_state": self.policy.normalize(sample["next_obs"]["embedding"][:, -1]), **rest}

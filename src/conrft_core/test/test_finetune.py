@@ -25,11 +25,12 @@ def make_agent(seed=0):
 
 def make_batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    obs = lambda: {"images": {c: torch.randint(0, 256, (B, 2, SIZE, SIZE, 3), generator=g, dtype=torch.uint8)  # noqa: E731
-                              for c in ("front", "wrist")}, "proprio": torch.randn(B, 2, PROPRIO_DIM, generator=g)}
+    def obs():
+        return {"images": {c: torch.randint(0, 256, (B, 2, SIZE, SIZE, 3), generator=g, dtype=torch.uint8)
+                           for c in ("front", "wrist")}, "proprio": torch.randn(B, 2, PROPRIO_DIM, generator=g)}
     return {"obs": obs(), "next_obs": obs(), "actions": torch.rand(B, H, 7, generator=g) * 2 - 1,
-            "rewards": torch.randn(B, H, generator=g), "reward_mask": torch.ones(B, H), "discount": torch.full((B,), 0.96),
-            "done": torch.zeros(B), "mc_return": torch.randn(B, generator=g)}
+            "rewards": torch.randn(B, H, generator=g), "reward_mask": torch.ones(B, H),
+            "discount": torch.full((B,), 0.96), "done": torch.zeros(B), "mc_return": torch.randn(B, generator=g)}
 
 
 def grad_norm(module):

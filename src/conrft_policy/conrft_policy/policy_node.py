@@ -52,7 +52,7 @@ WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 PARAMS = {
     "vla_checkpoint": "",  # required (unless teleop_only): the frozen backbone (vla.safetensors of `conrft pretrain`)
-    "policy_checkpoint": "",  # optional: start from a `conrft train` checkpoint instead of waiting for weights
+    "policy_checkpoint": "",  # optional: a `conrft train` checkpoint (features: vla) instead of waiting for weights
     "instruction": "",  # required: the task's language instruction
     "cameras": ["front", "wrist"],
     "image_topic_format": "/camera/{}/image_raw",
@@ -108,6 +108,10 @@ class PolicyNode(Node):
         self.policy, self.version, self.pending = None, 0, None
         if p["policy_checkpoint"]:
             self.policy, config = load_policy(p["policy_checkpoint"], p["device"])
+            if "finetune" in config:  # its backbone is not the frozen one this node embeds observations with
+                raise ConfigError(f"policy_checkpoint {p['policy_checkpoint']} was trained with features: "
+                                  f"vla_finetune (its own fine-tuned backbone); the policy node runs the frozen-"
+                                  f"backbone mode: use a checkpoint trained with features: vla, or `conrft eval`")
             if int(config["feature_dim"]) != self.featurizer.dim:
                 raise ConfigError(f"policy_checkpoint expects {config['feature_dim']} features, the VLA gives "
                                   f"{self.featurizer.dim}")

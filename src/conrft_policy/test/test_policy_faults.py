@@ -386,3 +386,19 @@ def test_bad_teleop_commands_and_stale_camera_hold_the_robot(ros_process, ros_no
     assert len(truncated.final_images) == 2 and len(truncated.final_proprio) == 19
     assert re.search(rf"episode {episode} ended after {last[0] + 1} steps", proc.output())
     robot.assert_safe()
+
+
+def test_a_fully_fine_tuned_checkpoint_is_refused(ros_process, vla, tmp_path):
+    """Its backbone differs from the frozen VLA the node embeds observations with: exit 1, naming the mode."""
+    from conrft_core.finetune import EncoderConfig, FinetuneEncoders, FinetuneFeaturizer
+    from conrft_core.pretrain import load_vla
+    from conrft_core.trainer import Trainer
+
+    encoders = FinetuneEncoders(load_vla(vla[0]), EncoderConfig(), INSTRUCTION)
+    cfg = from_dict(TrainConfig, {"method": "co_rft", "device": "cpu", "agent": {"consistency": {"horizon": 2}}})
+    Trainer(cfg, None, FinetuneFeaturizer(encoders), run_dir=tmp_path, progress=False, encoders=encoders).save()
+    node = ros_process("conrft_policy.policy_node", "--params-file", str(PARAMS_FILE),
+                       "-p", f"vla_checkpoint:={vla[0]}", "-p", f"instruction:={INSTRUCTION}", "-p", "device:=cpu",
+                       "-p", f"policy_checkpoint:={tmp_path / Trainer.CHECKPOINT}")
+    assert node.wait(timeout=60) == 1, node.output()
+    assert "was trained with features: vla_finetune" in node.output()

@@ -99,7 +99,8 @@ def test_fine_tuning_runs_on_frozen_vla_features(vla_path, tmp_path):
 
 def test_full_fine_tuning_trains_the_backbone_stores_frames_and_reloads(vla_path, tmp_path):
     train = {"method": "co_rft", "offline_updates": 4, "batch_size": 8, "eval_episodes": 1, "device": "cpu",
-             "agent": {"consistency": {"hidden_dim": 16, "horizon": 2}, "critic": {"hidden_dim": 16, "cql_num_samples": 2}},
+             "agent": {"consistency": {"hidden_dim": 16, "horizon": 2},
+                       "critic": {"hidden_dim": 16, "cql_num_samples": 2}},
              "encoder": {"critic_channels": 8, "critic_dim": 16}}
     cfg = from_dict(ExperimentConfig, {"features": "vla_finetune", "vla_checkpoint": str(vla_path),
                                        "sim": {"task": "peg_insert", "max_episode_steps": 25},
