@@ -150,7 +150,7 @@ def cmd_bench(args) -> int:
     methods = args.methods.split(",") if args.methods else tuple(METHOD_OVERRIDES)
     seeds = range(args.seeds)
     summary = run_benchmark(args.config, args.out, tasks, methods, seeds, horizon=args.horizon,
-                            overrides=_overrides(args.set), progress=not args.quiet)
+                            overrides=_overrides(args.set), progress=not args.quiet, jobs=args.jobs)
     print((args.out / "summary.md").read_text())
     print(f"results: {args.out} ({sum(len(m) for m in summary['table'].values())} task/method rows)")
     return 0
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per task and method (default 3)")
     p.add_argument("--horizon", type=int, default=4, help="chunk length H of co_rft and hil_conrft_chunked")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process with one torch "
+                   "thread (default 1: one after another, with progress bars); output in OUT/logs/")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
 

@@ -10,7 +10,10 @@ Runs already finished (their JSON exists) are skipped, so an interrupted benchma
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,11 +41,16 @@ FIELDS = ("success_rate", "mean_length", "unseen_success_rate", "online_env_step
 
 
 def run_benchmark(config: Path, out: Path, tasks=TASKS, methods=tuple(METHOD_OVERRIDES), seeds=(0, 1, 2),
-                  horizon: int = 4, overrides: dict | None = None, progress: bool = True) -> dict:
+                  horizon: int = 4, overrides: dict | None = None, progress: bool = True, jobs: int = 1) -> dict:
+    """Every (task, method, seed) not finished in `out`; `jobs` > 1 runs that many at once, each in its own
+    process (`out/logs/` holds their output). Raises RuntimeError naming the failed runs, after the summary."""
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
     unknown = [m for m in methods if m not in METHOD_OVERRIDES]
     if unknown:
         raise ValueError(f"unknown benchmark method(s) {unknown}; choose from {', '.join(METHOD_OVERRIDES)}")
+    pending = []
     for task in tasks:
         for method in methods:
             for seed in seeds:
@@ -52,14 +60,62 @@ def run_benchmark(config: Path, out: Path, tasks=TASKS, methods=tuple(METHOD_OVE
                                                "train.seed": seed, "demos.seed": seed * 1000})
                 if path.exists():
                     _check_same_config(path, cfg)
-                    continue
-                print(f"== {task} {method} seed {seed}", flush=True)
-                start = time.perf_counter()
-                result = run_experiment(cfg, run_dir=None, progress=progress)
-                result.update(label=method, seed=seed, wall_time_s=time.perf_counter() - start)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(result, indent=2))
-    return summarize(out)
+                else:
+                    pending.append((path, cfg, method, seed))
+    failed = []
+    if jobs == 1:
+        for path, cfg, method, seed in pending:
+            print(f"== {cfg.sim.task} {method} seed {seed}", flush=True)
+            run_one(path, cfg, method, seed, progress)
+    else:
+        failed = _run_parallel(pending, jobs, out / "logs")
+    summary = summarize(out)
+    if failed:
+        raise RuntimeError(f"{len(failed)} run(s) failed: {', '.join(failed)}; their output is in {out / 'logs'}")
+    return summary
+
+
+def run_one(path: Path, cfg: ExperimentConfig, label: str, seed: int, progress: bool = True) -> None:
+    """One run; its JSON appears only when it is complete (an interrupted run leaves nothing to skip)."""
+    start = time.perf_counter()
+    result = run_experiment(cfg, run_dir=None, progress=progress)
+    result.update(label=label, seed=seed, wall_time_s=time.perf_counter() - start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, path)
+
+
+def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
+    """`jobs` runs at a time, each `python -m conrft_sim.learning_bench` with its resolved config as JSON and
+    one torch thread unless OMP_NUM_THREADS says otherwise; returns the names of the runs that failed."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    queue, running, failed = list(pending), [], []
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                path, cfg, label, seed = queue.pop(0)
+                log = (logs / f"{path.stem}.log").open("w")
+                cmd = [sys.executable, "-m", "conrft_sim.learning_bench", str(path), label, str(seed),
+                       json.dumps(to_dict(cfg))]
+                running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), path, log))
+                print(f"== {path.stem} started (output: {log.name})", flush=True)
+            time.sleep(0.2)
+            for item in [r for r in running if r[0].poll() is not None]:
+                running.remove(item)
+                proc, path, log = item
+                log.close()
+                if proc.returncode:
+                    failed.append(path.stem)
+                print(f"== {path.stem} " + (f"FAILED (exit {proc.returncode}, see {log.name})" if proc.returncode
+                                             else "finished"), flush=True)
+    finally:  # interrupted: stop the runs still going (their JSON never appears)
+        for proc, _, log in running:
+            proc.terminate()
+            proc.wait()
+            log.close()
+    return failed
 
 
 def _check_same_config(path: Path, cfg: ExperimentConfig) -> None:
@@ -152,3 +208,7 @@ def plot_curves(task: str, runs: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # one run of a parallel benchmark: PATH LABEL SEED CONFIG_JSON (see _run_parallel)
+    run_one(Path(sys.argv[1]), from_dict(ExperimentConfig, json.loads(sys.argv[4])), sys.argv[2], int(sys.argv[3]))

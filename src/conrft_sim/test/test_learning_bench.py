@@ -40,3 +40,20 @@ def test_runs_are_recorded_summarised_and_not_repeated(tmp_path):
 
     with pytest.raises(ValueError, match="unknown benchmark method"):
         run_benchmark("config/train_sim.yaml", tmp_path, methods=("ppo",), overrides=TINY)
+
+
+def test_parallel_runs_each_in_its_own_process_and_failures_are_named(tmp_path):
+    kwargs = dict(tasks=("peg_insert",), methods=("sft",), seeds=(0, 1), overrides=TINY, progress=False, jobs=2)
+    summary = run_benchmark("config/train_sim.yaml", tmp_path / "ok", **kwargs)
+    runs = [json.loads((tmp_path / "ok" / "runs" / f"peg_insert_sft_seed{s}.json").read_text()) for s in (0, 1)]
+    assert [(r["label"], r["seed"], r["config"]["seed"]) for r in runs] == [("sft", 0, 0), ("sft", 1, 1)]
+    assert summary["table"]["peg_insert"]["sft"]["seeds"] == [0, 1]
+    assert "offline sft" in (tmp_path / "ok" / "logs" / "peg_insert_sft_seed1.log").read_text()  # the run's output
+
+    with pytest.raises(ValueError, match="--jobs must be >= 1"):
+        run_benchmark("config/train_sim.yaml", tmp_path / "ok", **{**kwargs, "jobs": 0})
+    broken = {**TINY, "features": "vla", "vla_checkpoint": str(tmp_path / "missing.safetensors")}
+    with pytest.raises(RuntimeError, match="2 run.s. failed: peg_insert_sft_seed0, peg_insert_sft_seed1"):
+        run_benchmark("config/train_sim.yaml", tmp_path / "bad", **{**kwargs, "overrides": broken})
+    assert not list((tmp_path / "bad").glob("runs/*.json"))  # nothing a rerun would skip
+    assert "missing.safetensors" in (tmp_path / "bad" / "logs" / "peg_insert_sft_seed0.log").read_text()
