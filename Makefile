@@ -15,7 +15,7 @@ help:
 	@echo "             ~10 min on 2 CPU cores; DEMO_STEPS=12000 for the full online budget"
 	@echo "make test    every test of every package (pytest)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"
-	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--seeds 1')"
+	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--jobs 2')"
 	@echo "make clean   remove build/, install/, log/ (keeps .venv)"
 
 setup:
