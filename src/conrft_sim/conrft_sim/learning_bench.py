@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -92,6 +93,7 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     queue, running, failed = list(pending), [], []
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a plain `kill` also stops the runs
     try:
         while queue or running:
             while queue and len(running) < jobs:
@@ -111,6 +113,7 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
                 print(f"== {path.stem} " + (f"FAILED (exit {proc.returncode}, see {log.name})" if proc.returncode
                                              else "finished"), flush=True)
     finally:  # interrupted: stop the runs still going (their JSON never appears)
+        signal.signal(signal.SIGTERM, previous)
         for proc, _, log in running:
             proc.terminate()
             proc.wait()

@@ -2,6 +2,10 @@
 learning-curve plot (tiny runs; the real numbers come from `conrft bench`)."""
 import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 os.environ["MUJOCO_GL"] = "egl"
 
@@ -57,3 +61,33 @@ def test_parallel_runs_each_in_its_own_process_and_failures_are_named(tmp_path):
         run_benchmark("config/train_sim.yaml", tmp_path / "bad", **{**kwargs, "overrides": broken})
     assert not list((tmp_path / "bad").glob("runs/*.json"))  # nothing a rerun would skip
     assert "missing.safetensors" in (tmp_path / "bad" / "logs" / "peg_insert_sft_seed0.log").read_text()
+
+
+def _bench_children(marker: str) -> list[int]:
+    """PIDs of live `python -m conrft_sim.learning_bench` processes whose command line holds `marker`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if "conrft_sim.learning_bench" in cmd and marker in cmd and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+def test_a_killed_parallel_benchmark_stops_its_runs(tmp_path):
+    endless = {**TINY, "train.offline_updates": 10**7}
+    code = ("from pathlib import Path; from conrft_sim.learning_bench import run_benchmark; "
+            f"run_benchmark('config/train_sim.yaml', Path({str(tmp_path)!r}), tasks=('peg_insert',), "
+            f"methods=('sft',), seeds=(0, 1), overrides={endless!r}, progress=False, jobs=2)")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while len(_bench_children(str(tmp_path))) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None, "the two runs never started"
+        time.sleep(0.5)
+    parent.terminate()  # SIGTERM, as a plain `kill` sends
+    assert parent.wait(timeout=60) == 143
+    assert _bench_children(str(tmp_path)) == []
+    assert not list(tmp_path.glob("runs/*.json"))
