@@ -111,7 +111,7 @@ class ConRFTAgent(nn.Module):
         conrft_core.replay)."""
         a = batch["actions"]
         with torch.no_grad():
-            s, s2 = self.actor_state(batch), self.actor_state(batch, "next_obs")
+            s2 = self.actor_state(batch, "next_obs")
             next_value = self.critic.target_min(self.critic_state(batch, "next_obs"), self.actor.sample(s2))
             y = chunked_td_target(batch["rewards"], batch["reward_mask"], batch["discount"], batch["done"],
                                   next_value, self.cfg.critic.gamma)
@@ -123,6 +123,7 @@ class ConRFTAgent(nn.Module):
         if (offline or self.cfg.critic.cql_online) and self.cfg.critic.cql_alpha > 0:
             n = self.cfg.critic.cql_num_samples
             with torch.no_grad():  # sampled chunks: uniform, pi(s), pi(s'), n of each
+                s = self.actor_state(batch)  # a backbone pass in full fine-tuning: only when the term is on
                 rep = lambda x: x.repeat_interleave(n, 0)  # noqa: E731 - (B, ...) -> (B*n, ...)
                 samples = [torch.rand_like(rep(a)) * 2 - 1, self.actor.sample(rep(s)), self.actor.sample(rep(s2))]
             q_sampled = torch.cat([self.critic(rep(c), x).unflatten(1, (len(c), n)) for x in samples], dim=-1)

@@ -324,6 +324,8 @@ class Trainer:
         self.env_steps += ep.length
         self.intervened_steps += int(ep.intervened.sum())
         self._add(self.online_buffer, ep, feats)
+        # Full fine-tuning stores frames, not features: a segment's first step then sees its own frame as the
+        # history before it (as every episode's first step does), not the policy's frames before the takeover.
         for seg in human_segments(ep, feats):
             self._add(self.demo_buffer, *seg)
         sample = self._sampler(mixed=self.method.mixed_batches)
@@ -397,6 +399,9 @@ class Trainer:
             return False
         path = self.run_dir / self.CHECKPOINT
         tensors, config = load_checkpoint(path)
+        if ("finetune" in config) != (self.encoders is not None):
+            mode = "full fine-tuning (features: vla_finetune)" if "finetune" in config else "frozen-feature"
+            raise CheckpointError(f"{path} was written in the {mode} mode; resume it with the same features")
         key = first_difference(config["train"], to_dict(self.cfg), "train")
         if key:
             raise CheckpointError(f"{path} was written with another config ({key} differs); use the same config "

@@ -60,7 +60,6 @@ def test_update_moves_both_encoders_and_checkpoints_carry_them():
     changed = {k for k, v in agent.state_dict().items() if not torch.equal(v, before[k])}
     assert any(k.startswith("encoders.backbone.") for k in changed)
     assert any(k.startswith("encoders.critic.") for k in changed)
-    assert "encoders.actor_mean" in before  # the normalisation travels with the weights
 
     clone = make_agent(seed=1)
     clone.load_state_dict(agent.state_dict())

@@ -33,7 +33,8 @@ METHOD_OVERRIDES = {
     "hg_dagger": {"train.method": "hg_dagger"},
     "hil_serl": {"train.method": "hil_serl"},
 }
-# The protocol, beneath the config file and above nothing: --set overrides it (the README's reduced runs).
+# The protocol: it overrides these keys of the config file, and --set overrides it (the README's reduced
+# runs).
 PROTOCOL = {"train.offline_updates": 1000, "train.online_env_steps": 12000, "train.eval_every_steps": 3000,
             "train.eval_episodes": 100, "train.unseen_eval_episodes": 100}
 TASKS = ("pick_cube", "peg_insert", "drawer_open")
@@ -102,7 +103,8 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
                 cmd = [sys.executable, "-m", "conrft_sim.learning_bench", str(path), label, str(seed),
                        json.dumps(to_dict(cfg))]
                 running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), path, log))
-                print(f"== {path.stem} started (output: {log.name})", flush=True)
+                print(f"== {path.stem} started (output: {log.name})", flush=True)  # after the append: a kill
+                # from here on finds the run in `running`
             time.sleep(0.2)
             for item in [r for r in running if r[0].poll() is not None]:
                 running.remove(item)
@@ -112,12 +114,13 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
                     failed.append(path.stem)
                 print(f"== {path.stem} " + (f"FAILED (exit {proc.returncode}, see {log.name})" if proc.returncode
                                              else "finished"), flush=True)
-    finally:  # interrupted: stop the runs still going (their JSON never appears)
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # interrupted: stop the runs still going (their JSON never appears); a second kill waits for that
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for proc, _, log in running:
             proc.terminate()
             proc.wait()
             log.close()
+        signal.signal(signal.SIGTERM, previous)
     return failed
 
 

@@ -68,11 +68,11 @@ def _bench_children(marker: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")  # arguments split by NUL
             state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
         except OSError:
             continue
-        if "conrft_sim.learning_bench" in cmd and marker in cmd and state != "Z":
+        if "\0-m\0conrft_sim.learning_bench\0" in cmd and marker in cmd and state != "Z":
             found.append(int(pid))
     return found
 

@@ -12,6 +12,7 @@ from conrft_core.backbone import BackboneConfig  # noqa: E402
 from conrft_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from conrft_core.config import from_dict, to_dict  # noqa: E402
 from conrft_core.pretrain import PretrainConfig, VLAFeaturizer, _windows, load_vla, pretrain  # noqa: E402
+from conrft_core.trainer import load_policy  # noqa: E402
 from conrft_sim.demos import generate_demos, noise_preset  # noqa: E402
 from conrft_sim.env import ConRFTSimEnv  # noqa: E402
 from conrft_sim.experiment import (ExperimentConfig, evaluate_checkpoint, make_env, pretrain_vla,  # noqa: E402
@@ -115,6 +116,15 @@ def test_full_fine_tuning_trains_the_backbone_stores_frames_and_reloads(vla_path
     assert moved, "the backbone did not change in full fine-tuning mode"
     evaluated = evaluate_checkpoint(tmp_path / "run" / "checkpoint.safetensors", 1, device="cpu")
     assert evaluated["method"] == "co_rft" and evaluated["episodes"] == 1
+    policy, _ = load_policy(tmp_path / "run" / "checkpoint.safetensors", device="cpu")
+    _, featurizer = make_env(cfg, "cpu", encoders=policy.agent.encoders)
+    assert featurizer.encoders is policy.agent.encoders  # evaluation embeds with the fine-tuned backbone
+
+    again = run_experiment(cfg, tmp_path / "run", resume=True, progress=False)  # frames, encoders, optimisers
+    assert again["updates"] == 4 and again["config"] == result["config"]
+    with pytest.raises(CheckpointError, match="full fine-tuning"):
+        run_experiment(from_dict(ExperimentConfig, {**to_dict(cfg), "features": "vla"}), tmp_path / "run",
+                       resume=True, progress=False)
 
     with pytest.raises(ValueError, match="hil_serl"):
         run_experiment(from_dict(ExperimentConfig, {**to_dict(cfg), "train": {**train, "method": "hil_serl"}}),
