@@ -5,7 +5,8 @@ demonstrations in the human-like setting, SFT / Cal-ConRFT / CO-RFT offline, HIL
 a chunk H > 1, HG-DAgger and HIL-SERL at the same online step budget, evaluation on fixed seeds distinct from
 training seeds (training range and unseen range). Each run writes its own JSON (result + exact config) under
 `out/runs/`; `summary.json`, `summary.md` (the README table) and one learning-curve PNG per task sit in `out/`.
-Runs already finished (their JSON exists) are skipped, so an interrupted benchmark continues where it stopped.
+Runs already finished (their JSON exists and holds the same config) are skipped, so an interrupted benchmark
+continues where it stopped; `jobs` > 1 runs several at once, each in its own process.
 """
 from __future__ import annotations
 
@@ -102,9 +103,9 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
                 log = (logs / f"{path.stem}.log").open("w")
                 cmd = [sys.executable, "-m", "conrft_sim.learning_bench", str(path), label, str(seed),
                        json.dumps(to_dict(cfg))]
+                # tracked at once, so that an interrupt from here on stops this run too
                 running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), path, log))
-                print(f"== {path.stem} started (output: {log.name})", flush=True)  # after the append: a kill
-                # from here on finds the run in `running`
+                print(f"== {path.stem} started (output: {log.name})", flush=True)
             time.sleep(0.2)
             for item in [r for r in running if r[0].poll() is not None]:
                 running.remove(item)
