@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("bench", help="learning benchmark: every method x task x seed, table and learning curves",
-                       description="The issue's protocol by default: 1000 offline updates, 12,000 online steps "
+                       description="The benchmark protocol by default: 1000 offline updates, 12,000 online steps "
                        "(evaluations every 3000), 100 evaluation episodes on held-out seeds and 100 on the unseen "
                        "range; --set overrides any of it. Finished runs in --out are skipped if their config matches "
                        "and refused (with the differing key named) if not.")

@@ -34,7 +34,7 @@ METHOD_OVERRIDES = {
     "hg_dagger": {"train.method": "hg_dagger"},
     "hil_serl": {"train.method": "hil_serl"},
 }
-# The protocol: it overrides these keys of the config file, and --set overrides it (the README's reduced
+# The benchmark protocol: it overrides these keys of the config file, and --set overrides it (the README's reduced
 # runs).
 PROTOCOL = {"train.offline_updates": 1000, "train.online_env_steps": 12000, "train.eval_every_steps": 3000,
             "train.eval_episodes": 100, "train.unseen_eval_episodes": 100}
