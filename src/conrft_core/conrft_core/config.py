@@ -80,6 +80,13 @@ def first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
     return None
 
 
+def value_at(data: dict, dotted: str) -> Any:
+    """The value under a dotted name (as `first_difference` returns it) in a plain-data config; None if absent."""
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 

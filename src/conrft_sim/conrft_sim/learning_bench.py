@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conrft_core.config import first_difference, from_dict, to_dict
+from conrft_core.config import first_difference, from_dict, to_dict, value_at
 from conrft_sim.experiment import ExperimentConfig, load_experiment, run_experiment
 
 # label -> config overrides; `{H}` stands for the chunk length of the chunked variants.
@@ -133,15 +133,9 @@ def _check_same_config(path: Path, cfg: ExperimentConfig) -> None:
     wanted = to_dict(cfg)
     key = first_difference(stored, wanted)
     if key:
-        value = lambda d: _lookup(d, key)  # noqa: E731
-        raise ValueError(f"{path} was run with {key}={value(stored)!r}, this benchmark asks for {value(wanted)!r}; "
-                         f"pass another --out (or --set {key}={value(stored)}), or delete the file to run it again")
-
-
-def _lookup(data: dict, dotted: str):
-    for part in dotted.split("."):
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
+        old, new = value_at(stored, key), value_at(wanted, key)
+        raise ValueError(f"{path} was run with {key}={old!r}, this benchmark asks for {new!r}; "
+                         f"pass another --out (or --set {key}={old}), or delete the file to run it again")
 
 
 def summarize(out: Path) -> dict:
