@@ -79,10 +79,8 @@ class FinetuneEncoders(nn.Module):
         super().__init__()
         self.cfg, self.vla_cfg, self.instruction = cfg, vla.cfg, instruction
         self.backbone = vla.backbone.train().requires_grad_(True)
-        self.cameras, self.history = vla.cfg.backbone.cameras, vla.cfg.backbone.history
-        self.image_size = vla.cfg.backbone.image_size
         self.actor_dim = vla.feature_dim
-        self.critic = CriticImageEncoder(self.cameras, cfg)
+        self.critic = CriticImageEncoder(vla.cfg.backbone.cameras, cfg)
         self.register_buffer("actor_mean", torch.zeros(self.actor_dim))
         self.register_buffer("actor_std", torch.ones(self.actor_dim))
         self.register_buffer("proprio_mean", torch.zeros(PROPRIO_DIM))

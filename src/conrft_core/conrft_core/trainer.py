@@ -214,12 +214,12 @@ class Trainer:
     def _make_buffer(self) -> ReplayBuffer:
         """Frozen mode: one feature vector per observation, no frames. Full fine-tuning: the frames (with the
         backbone's history window), no features."""
-        e = self.encoders
-        if e is None:
+        if self.encoders is None:
             return ReplayBuffer(self.cfg.replay_capacity, cameras=(), image_shape=(1, 1, 3),
                                 embedding_dim=self.featurizer.dim, history=1, gamma=self._gamma)
-        return ReplayBuffer(self.cfg.replay_capacity, cameras=e.cameras,
-                            image_shape=(e.image_size, e.image_size, 3), history=e.history, gamma=self._gamma)
+        bb = self.encoders.vla_cfg.backbone
+        return ReplayBuffer(self.cfg.replay_capacity, cameras=bb.cameras, image_shape=(bb.image_size, bb.image_size, 3),
+                            history=bb.history, gamma=self._gamma)
 
     def _add(self, buffer: ReplayBuffer, ep: Episode, feats: np.ndarray) -> None:
         buffer.add_episode(ep, embeddings=feats if self.encoders is None else None)
