@@ -91,7 +91,8 @@ def run_one(path: Path, cfg: ExperimentConfig, label: str, seed: int, progress: 
 
 def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
     """`jobs` runs at a time, each `python -m conrft_sim.learning_bench` with its resolved config as JSON and
-    one torch thread unless OMP_NUM_THREADS says otherwise; returns the names of the runs that failed."""
+    one torch thread unless OMP_NUM_THREADS says otherwise; returns the names of the runs that failed, in
+    protocol order (completion order varies from one machine to the next)."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     queue, running, failed = list(pending), [], []
@@ -122,7 +123,7 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
             proc.wait()
             log.close()
         signal.signal(signal.SIGTERM, previous)
-    return failed
+    return [path.stem for path, *_ in pending if path.stem in failed]
 
 
 def _check_same_config(path: Path, cfg: ExperimentConfig) -> None:
