@@ -35,7 +35,7 @@ class CriticConfig:
     tau: float = 0.005  # Polyak rate of the target networks
     cql_alpha: float = 0.01  # weight of the Cal-QL term
     # ConRFT drops the Cal-QL term online; Cal-QL itself keeps it while fine-tuning online. Against the H = 1
-    # collapse after the offline -> online switch it was measured to be no cure (README, Learning).
+    # collapse after the offline -> online switch it was measured to be no cure (results/README.md).
     cql_online: bool = False
     cql_num_samples: int = 4  # sampled chunks per source (uniform, pi(s), pi(s')) in the logsumexp
 

@@ -34,8 +34,8 @@ METHOD_OVERRIDES = {
     "hg_dagger": {"train.method": "hg_dagger"},
     "hil_serl": {"train.method": "hil_serl"},
 }
-# The benchmark protocol: it overrides these keys of the config file, and --set overrides it (the README's reduced
-# runs).
+# The benchmark protocol: it overrides these keys of the config file, and --set overrides it (the reduced runs of
+# results/README.md).
 PROTOCOL = {"train.offline_updates": 1000, "train.online_env_steps": 12000, "train.eval_every_steps": 3000,
             "train.eval_episodes": 100, "train.unseen_eval_episodes": 100}
 TASKS = ("pick_cube", "peg_insert", "drawer_open")
