@@ -95,7 +95,7 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
     protocol order (completion order varies from one machine to the next)."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    queue, running, failed = list(pending), [], []
+    queue, running, failed = list(pending), [], set()
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a plain `kill` also stops the runs
     try:
         while queue or running:
@@ -113,7 +113,7 @@ def _run_parallel(pending: list, jobs: int, logs: Path) -> list[str]:
                 proc, path, log = item
                 log.close()
                 if proc.returncode:
-                    failed.append(path.stem)
+                    failed.add(path.stem)
                 print(f"== {path.stem} " + (f"FAILED (exit {proc.returncode}, see {log.name})" if proc.returncode
                                              else "finished"), flush=True)
     finally:  # interrupted: stop the runs still going (their JSON never appears); a second kill waits for that
