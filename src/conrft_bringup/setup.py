@@ -15,7 +15,7 @@ setup(
         ("share/" + package_name + "/config", glob("../../config/*.yaml")),
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
-    install_requires=["setuptools"],
+    install_requires=["setuptools", "numpy", "pyyaml", "torch", "tqdm"],
     zip_safe=True,
     maintainer="ConRFT developers",
     maintainer_email="dev@conrft.dev",

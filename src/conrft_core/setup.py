@@ -10,11 +10,14 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
     ],
-    install_requires=["setuptools"],
+    # What the code imports (test_dependencies checks it), so `pip install src/conrft_core` is a working library.
+    install_requires=["setuptools", "matplotlib", "numpy", "opencv-python-headless", "pyyaml", "rosbags",
+                      "safetensors", "scipy", "tensorboard", "torch", "tqdm"],
     zip_safe=True,
     maintainer="ConRFT developers",
     maintainer_email="dev@conrft.dev",
-    description="ConRFT learning library: models, losses, agents, replay, rosbag2 datasets, checkpoints, configuration. Imports no rclpy.",
+    description=("ConRFT library without ROS: learning (models, losses, agents, training stages), data (episodes, "
+                 "replay, rosbag2 bags, journal) and the robot contract the nodes rely on. Imports no rclpy."),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

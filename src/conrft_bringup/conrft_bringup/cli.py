@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from conrft_core.bags import BagError
 from conrft_core.config import ConfigError, from_dict, load_yaml
+from conrft_core.data.bags import BagError
 
 USER_ERRORS = (ConfigError, BagError, ValueError, FileNotFoundError, FileExistsError, RuntimeError)
 
@@ -33,8 +33,8 @@ def _sim_config(args):
 def cmd_sim_demos(args) -> int:
     from tqdm import tqdm
 
-    from conrft_core.bags import EpisodeBagWriter
-    from conrft_core.stats import episode_summary, format_summary
+    from conrft_core.data.bags import EpisodeBagWriter
+    from conrft_core.data.stats import episode_summary, format_summary
     from conrft_sim.demos import generate_demos, noise_preset
     from conrft_sim.env import ConRFTSimEnv
 
@@ -62,8 +62,8 @@ def cmd_sim_demos(args) -> int:
 
 
 def cmd_demo_stats(args) -> int:
-    from conrft_core.bags import read_episodes
-    from conrft_core.stats import episode_summary, format_summary, plot_episodes
+    from conrft_core.data.bags import read_episodes
+    from conrft_core.data.stats import episode_summary, format_summary, plot_episodes
 
     episodes = read_episodes(args.bag)
     summary = episode_summary(episodes)
@@ -157,7 +157,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from conrft_core.pretrain import PretrainConfig
+    from conrft_core.learning.vla import PretrainConfig
     from conrft_sim.experiment import pretrain_vla
     from conrft_sim.tasks import TASKS
 

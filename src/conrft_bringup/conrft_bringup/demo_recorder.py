@@ -1,12 +1,12 @@
 """Demo recorder: `/conrft/transitions` -> a rosbag2 bag of whole episodes, for the learner's `demo_bags`.
 
 Transitions are received as CDR bytes (`raw=True`) and written to the bag unchanged; each is also deserialized
-so that conrft_core.transitions.EpisodeAssembler can tell when its episode is complete. Only complete episodes
+so that conrft_core.data.transitions.EpisodeAssembler can tell when its episode is complete. Only complete episodes
 are written, and with `keep: success` (the default) only successful ones: failed and truncated episodes are
 discarded. The bag (MCAP, rosbag2 metadata version 8: opens on Humble, Jazzy and Kilted) is written through
-conrft_core.bags.EpisodeBagWriter into a hidden `.partial` folder and appears at `output` when the recorder
+conrft_core.data.bags.EpisodeBagWriter into a hidden `.partial` folder and appears at `output` when the recorder
 closes it: on Ctrl-C / SIGINT, on `q`, or after `max_episodes` kept episodes. It loads back with
-conrft_core.bags.read_episodes.
+conrft_core.data.bags.read_episodes.
 
 Control: the service `~/record` (std_srvs/srv/SetBool: true = start, false = stop; episodes in progress when
 recording stops are dropped) and, when run in a terminal, the keys `r` (toggle recording) and `q` (finish).
@@ -30,11 +30,12 @@ from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 
-from conrft_core.bags import DISTROS, TRANSITION_TYPE, TRANSITIONS_TOPIC, BagError, EpisodeBagWriter
 from conrft_core.config import ConfigError
-from conrft_core.node_params import declare_all
-from conrft_core.signals import SPIN_PERIOD, interrupt_main_thread
-from conrft_core.transitions import EpisodeAssembler, TransitionError
+from conrft_core.data.bags import DISTROS, TRANSITION_TYPE, TRANSITIONS_TOPIC, BagError, EpisodeBagWriter
+from conrft_core.data.transitions import EpisodeAssembler, TransitionError
+from conrft_core.robot.node_params import declare_all
+from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
+from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
 from conrft_interfaces.msg import Transition
 
 # The policy node's publisher QoS: reliable, keep-all, so no step of an episode is lost.
@@ -96,7 +97,7 @@ class DemoRecorder(Node):
                 return
             if eid not in self.pending:
                 self.get_logger().info(f"episode {eid}: recording from step {msg.step}")
-                self.pending[eid] = (EpisodeAssembler(TRANSITIONS_TOPIC), {})
+                self.pending[eid] = (EpisodeAssembler(TRANSITIONS_TOPIC, dims=(ACTION_DIM, PROPRIO_DIM)), {})
             asm, steps = self.pending[eid]
             steps[int(msg.step)] = (bytes(raw), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
             try:

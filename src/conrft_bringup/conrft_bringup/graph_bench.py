@@ -29,8 +29,8 @@ CONFIG = ROOT / "config"
 
 
 def _vla(path: Path, size: int, d_model: int, layers: int):
-    from conrft_core.backbone import BackboneConfig
-    from conrft_core.pretrain import VLA, PretrainConfig, save_vla
+    from conrft_core.learning.backbone import BackboneConfig
+    from conrft_core.learning.vla import VLA, PretrainConfig, save_vla
 
     model = VLA(PretrainConfig(backbone=BackboneConfig(image_size=size, d_model=d_model, num_layers=layers)))
     save_vla(path, model)
@@ -41,14 +41,15 @@ def _policy(feature_dim: int):
     import torch
 
     from conrft_core.config import from_dict
-    from conrft_core.trainer import Policy, TrainConfig, build_agent
+    from conrft_core.learning.methods import TrainConfig
+    from conrft_core.learning.policy import Policy, build_agent
 
     cfg = from_dict(TrainConfig, {"device": "cpu"})
     return Policy(build_agent(cfg, feature_dim), feature_dim, torch.device("cpu")), cfg
 
 
 def bench_inference(tmp: Path, iterations: int = 200) -> dict:
-    from conrft_core.pretrain import VLAFeaturizer
+    from conrft_core.learning.vla import VLAFeaturizer
 
     out = {}
     for name, size, d, layers in (("default_vla_128px", 128, 128, 3), ("demo_vla_64px", 64, 64, 2)):
@@ -109,7 +110,7 @@ class _Graph:
 
 
 def _weights_msg(policy, cfg, version: int):
-    from conrft_core.weights import pack
+    from conrft_core.robot.weights import pack
     from conrft_interfaces.msg import PolicyWeights
 
     payload, sha, count = pack(policy, cfg)
@@ -122,7 +123,7 @@ def bench_control_and_swap(tmp: Path, seconds: float, swaps: int = 10) -> dict:
     from geometry_msgs.msg import PoseStamped
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-    from conrft_core.pretrain import load_vla
+    from conrft_core.learning.vla import load_vla
     from conrft_interfaces.msg import ActionChunk, PolicyWeights
 
     vla = tmp / "default_vla_128px.safetensors"
@@ -198,7 +199,7 @@ def bench_ingestion(tmp: Path, episodes: int = 30, steps: int = 100) -> dict:
     from sensor_msgs.msg import Image
 
     from conrft_bringup.cli import main as conrft
-    from conrft_core.journal import TransitionJournal
+    from conrft_core.data.journal import TransitionJournal
     from conrft_interfaces.msg import Transition
 
     bag, run_dir, train = tmp / "ingest_demos", tmp / "ingest_run", tmp / "ingest_train.yaml"

@@ -16,8 +16,8 @@ TRAIN = {"train": {"method": "hil_conrft", "offline_updates": 20, "online_env_st
 
 def make_assets(folder: Path, online_env_steps: int = 100) -> dict[str, str]:
     from conrft_bringup.cli import main as conrft
-    from conrft_core.backbone import BackboneConfig
-    from conrft_core.pretrain import VLA, PretrainConfig, save_vla
+    from conrft_core.learning.backbone import BackboneConfig
+    from conrft_core.learning.vla import VLA, PretrainConfig, save_vla
 
     folder.mkdir(parents=True, exist_ok=True)
     vla = folder / "vla.safetensors"

@@ -5,7 +5,7 @@ import subprocess
 
 import numpy as np
 
-from conrft_core.bags import read_episodes
+from conrft_core.data.bags import read_episodes
 
 
 def conrft(*args, timeout=300):

@@ -8,8 +8,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool
 
-from conrft_core.bags import read_episodes
-from conrft_core.spaces import PROPRIO_DIM
+from conrft_core.data.bags import read_episodes
+from conrft_core.robot.spaces import PROPRIO_DIM
 from conrft_interfaces.msg import Transition
 
 NODE = "conrft_bringup.demo_recorder"
@@ -238,7 +238,7 @@ def test_bag_writer_serialized_messages(tmp_path):
     """EpisodeBagWriter.write_serialized, as the recorder uses it: rclpy's CDR bytes go in unchanged."""
     from rclpy.serialization import serialize_message
 
-    from conrft_core.bags import TRANSITION_TYPE, TRANSITIONS_TOPIC, BagError, EpisodeBagWriter
+    from conrft_core.data.bags import TRANSITION_TYPE, TRANSITIONS_TOPIC, BagError, EpisodeBagWriter
 
     ep = FakeEpisode(3, 2, True, 10)
     with EpisodeBagWriter(tmp_path / "bag") as writer:

@@ -11,7 +11,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
 from conrft_core.checkpoint import load_checkpoint
-from conrft_core.journal import TransitionJournal
+from conrft_core.data.journal import TransitionJournal
 from conrft_interfaces.msg import Intervention, RobotState, Transition
 
 ROOT = Path(__file__).resolve().parents[3]

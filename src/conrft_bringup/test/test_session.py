@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from conrft_core.bags import read_episodes
 from conrft_core.checkpoint import load_checkpoint
+from conrft_core.data.bags import read_episodes
 
 ROOT = Path(__file__).resolve().parents[3]
 SESSION = ROOT / "config" / "sim_pick_cube.yaml"

@@ -6,10 +6,10 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from conrft_core.agent import AgentConfig, ConRFTAgent, StageWeights
-from conrft_core.consistency import ConsistencyConfig
-from conrft_core.critic import CriticConfig
-from conrft_core.sac import SACAgent, SACConfig
+from conrft_core.learning.agent import AgentConfig, ConRFTAgent, StageWeights
+from conrft_core.learning.consistency import ConsistencyConfig
+from conrft_core.learning.critic import CriticConfig
+from conrft_core.learning.sac import SACAgent, SACConfig
 
 
 def toy_batch(n, generator):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conrft_core.backbone import BackboneConfig, OctoStyleBackbone, tokenize
+from conrft_core.learning.backbone import BackboneConfig, OctoStyleBackbone, tokenize
 
 
 def obs(b, cfg, seed=0):

@@ -1,6 +1,5 @@
 """Demonstration bags: write -> read round trip, independent MCAP decoding, and bad-input errors."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,9 +7,16 @@ import yaml
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from conrft_core.bags import TRANSITIONS_TOPIC, BagError, EpisodeBagWriter, interface_msg_dir, make_typestore, read_episodes
-from conrft_core.episode import Episode
-from conrft_core.spaces import PROPRIO_DIM
+from conrft_core.data.bags import (
+    TRANSITIONS_TOPIC,
+    BagError,
+    EpisodeBagWriter,
+    interface_msg_dir,
+    make_typestore,
+    read_episodes,
+)
+from conrft_core.data.episode import Episode
+from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
 
 
 def make_episode(eid, length, rng, success=True):
@@ -118,5 +124,6 @@ def test_incomplete_episode_skipped_and_wrong_action_dim(tmp_path):
                 instruction="", action=np.zeros(6, np.float32), policy_action=np.zeros(6, np.float32), reward=0.0,
                 terminated=t == 1, success=False, truncated=False, intervened=True, policy_version=0,
                 final_images=[], final_proprio=bad.proprio[t + 1] if t == 1 else np.zeros(0, np.float32)), t)
-    with pytest.raises(BagError, match="6-D action"):
-        read_episodes(tmp_path / "dims")
+    assert read_episodes(tmp_path / "dims")[0].actions.shape == (2, 6)  # a reader that does not know the robot
+    with pytest.raises(BagError, match="6-D action; this robot's actions are 7-D"):
+        read_episodes(tmp_path / "dims", dims=(ACTION_DIM, PROPRIO_DIM))

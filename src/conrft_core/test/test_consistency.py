@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from conrft_core.consistency import ConsistencyConfig, ConsistencyHead, boundary_scalings, karras_sigmas
+from conrft_core.learning.consistency import ConsistencyConfig, ConsistencyHead, boundary_scalings, karras_sigmas
 
 
 def test_karras_schedule_hand_values():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conrft_core.control import ActionError, ChunkExecutor, check_action, check_chunk
+from conrft_core.robot.control import ActionError, ChunkExecutor, check_action, check_chunk
 
 
 def test_check_action_passes_a_valid_action_unchanged():

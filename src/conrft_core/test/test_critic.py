@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from conrft_core.critic import ChunkedCritic, CriticConfig, calql_penalty, chunked_td_target
+from conrft_core.learning.critic import ChunkedCritic, CriticConfig, calql_penalty, chunked_td_target
 
 
 def test_chunked_td_target_hand_values():

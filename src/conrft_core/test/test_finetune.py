@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from conrft_core.agent import AgentConfig, ConRFTAgent
-from conrft_core.backbone import BackboneConfig
-from conrft_core.consistency import ConsistencyConfig
-from conrft_core.critic import CriticConfig
-from conrft_core.finetune import EncoderConfig, FinetuneEncoders, random_shift
-from conrft_core.pretrain import VLA, PretrainConfig
-from conrft_core.spaces import PROPRIO_DIM
+from conrft_core.learning.agent import AgentConfig, ConRFTAgent
+from conrft_core.learning.backbone import BackboneConfig
+from conrft_core.learning.consistency import ConsistencyConfig
+from conrft_core.learning.critic import CriticConfig
+from conrft_core.learning.finetune import EncoderConfig, FinetuneEncoders, random_shift
+from conrft_core.learning.vla import VLA, PretrainConfig
+from conrft_core.robot.spaces import PROPRIO_DIM
 
 B, H, SIZE = 6, 2, 32
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from conrft_core.homing import HomingConfig, arrived, home_for_seed, pose_error, waypoints
-from conrft_core.spaces import SafetyBox
+from conrft_core.robot.homing import HomingConfig, arrived, home_for_seed, pose_error, waypoints
+from conrft_core.robot.spaces import SafetyBox
 
 BOX = SafetyBox((0.3, -0.2, 0.02), (0.7, 0.2, 0.35))
 DOWN = (0.0, 1.0, 0.0, 0.0)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conrft_core.config import ConfigError
-from conrft_core.images import preprocess_frame, resolve_crop
+from conrft_core.robot.images import preprocess_frame, resolve_crop
 
 
 def quadrant_frame(w=160, h=120):

@@ -1,7 +1,7 @@
 """The learner's transition journal: per-episode round trip, torn records after a kill, discard, restart."""
 import struct
 
-from conrft_core.journal import TransitionJournal
+from conrft_core.data.journal import TransitionJournal
 
 
 def records_of(n, eid):

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from conrft_core.episode import Episode
-from conrft_core.replay import ReplayBuffer, sample_mixed
-from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.data.episode import Episode
+from conrft_core.data.replay import ReplayBuffer, sample_mixed
 
 CAMS = ("front", "wrist")
 IMG = (4, 4, 3)
 GAMMA = 0.5  # exact in binary, so expected values below are exact
+PROPRIO_DIM, ACTION_DIM = 19, 7  # any sizes: the buffer stores what it is configured for
 
 
 def make_ep(eid, rewards, terminated):
@@ -50,7 +50,7 @@ EXPECTED_H3 = {
 
 
 def make_buffer(capacity=20, **kw):
-    return ReplayBuffer(capacity, CAMS, IMG, gamma=GAMMA, **kw)
+    return ReplayBuffer(capacity, CAMS, IMG, proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM, gamma=GAMMA, **kw)
 
 
 def filled_buffer(**kw):
@@ -173,7 +173,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="gamma"):
         filled_buffer().sample(4, 3, 0.99, np.random.default_rng(0))
     with pytest.raises(ValueError, match="image"):
-        ReplayBuffer(10, CAMS, (8, 8, 3)).add_episode(make_ep(**EP_A))
+        ReplayBuffer(10, CAMS, (8, 8, 3), proprio_dim=PROPRIO_DIM, action_dim=ACTION_DIM).add_episode(make_ep(**EP_A))
 
 
 def test_sample_mixed_fractions_and_sources():

@@ -4,8 +4,15 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from conrft_core.config import ConfigError
-from conrft_core.robot_state import (PRESETS, JointCache, RobotStateError, TwistEstimator, resolve_config,
-                                     stale_inputs, twist_between)
+from conrft_core.robot.robot_state import (
+    PRESETS,
+    JointCache,
+    RobotStateError,
+    TwistEstimator,
+    resolve_config,
+    stale_inputs,
+    twist_between,
+)
 
 DECLARED = {  # what the node declares: placeholders that the preset fills unless set explicitly
     "preset": "franka", "joint_states_topic": "/joint_states", "pose_topic": "", "twist_topic": "",

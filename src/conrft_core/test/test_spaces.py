@@ -5,8 +5,14 @@ import re
 import numpy as np
 import pytest
 
-from conrft_core.spaces import (
-    ACTION_DIM, PROPRIO_DIM, PROPRIO_NAMES, ActionScale, SafetyBox, action_to_target, proprio_vector,
+from conrft_core.robot.spaces import (
+    ACTION_DIM,
+    PROPRIO_DIM,
+    PROPRIO_NAMES,
+    ActionScale,
+    SafetyBox,
+    action_to_target,
+    proprio_vector,
 )
 
 DOWN = np.array([0.0, 1.0, 0.0, 0.0])  # wxyz, 180 deg about x: tool pointing down

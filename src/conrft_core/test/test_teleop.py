@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conrft_core.teleop import KEY_AXES, Keyboard, SpaceMouse, SpaceMouseConfig
+from conrft_core.robot.teleop import KEY_AXES, Keyboard, SpaceMouse, SpaceMouseConfig
 
 
 def mouse(**kw):

@@ -4,9 +4,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conrft_core.bags import make_typestore
-from conrft_core.spaces import PROPRIO_DIM
-from conrft_core.transitions import EpisodeAssembler, TransitionError, check_transition, image_to_array
+from conrft_core.data.bags import make_typestore
+from conrft_core.data.transitions import (
+    EpisodeAssembler,
+    TransitionError,
+    check_transition,
+    episode_from_transitions,
+    image_to_array,
+)
+from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
 
 H, W = 4, 5
 
@@ -138,15 +144,26 @@ def test_typestore_messages_assemble_too():
     ("action", np.array([0, 0, np.nan, 0, 0, 0, 1], np.float32), r"episode 4 step 1 has a non-finite action"),
 ])
 def test_check_transition_names_the_field(field, value, expected):
+    dims = (ACTION_DIM, PROPRIO_DIM)
     msg = transition(4, 1, 3)
-    check_transition(msg)  # the unmodified message is fine
+    check_transition(msg, "test", dims)  # the unmodified message is fine
     setattr(msg, field, value)
     with pytest.raises(TransitionError, match=expected):
-        check_transition(msg, "test")
-    asm = EpisodeAssembler()
+        check_transition(msg, "test", dims)
+    asm = EpisodeAssembler(dims=dims)
     with pytest.raises(TransitionError, match=expected):
         asm.add(msg)
     assert asm.pending_steps == 0  # a bad step is not kept
+
+
+def test_without_dims_every_step_must_match_the_first():
+    """A reader that does not know the robot's sizes (bags) takes them from the episode's first step."""
+    msgs = [transition(6, t, 3) for t in range(3)]
+    assert episode_from_transitions(msgs).proprio.shape == (4, PROPRIO_DIM)
+    msgs[2].proprio = np.zeros(PROPRIO_DIM + 2, np.float32)
+    with pytest.raises(TransitionError, match=rf"episode 6 step 2 has {PROPRIO_DIM + 2} proprio values, expected "
+                                              rf"{PROPRIO_DIM}"):
+        episode_from_transitions(msgs)
 
 
 def test_check_transition_images_must_match_camera_names():

@@ -8,8 +8,9 @@ import torch
 
 from conrft_core.checkpoint import to_bytes
 from conrft_core.config import from_dict, to_dict
-from conrft_core.trainer import Policy, TrainConfig, build_agent
-from conrft_core.weights import WeightsError, adopt, build_policy, pack, unpack
+from conrft_core.learning.methods import TrainConfig
+from conrft_core.learning.policy import Policy, build_agent
+from conrft_core.robot.weights import WeightsError, adopt, build_policy, pack, unpack
 
 FEATURE_DIM = 5
 

@@ -35,22 +35,27 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 
-from conrft_core.bags import BagError, read_episodes
 from conrft_core.checkpoint import CheckpointError
 from conrft_core.config import ConfigError, from_dict, load_yaml, to_dict
-from conrft_core.journal import TransitionJournal
-from conrft_core.node_params import declare_all
-from conrft_core.pretrain import VLAFeaturizer, load_vla
-from conrft_core.runlog import RunLog
-from conrft_core.signals import SPIN_PERIOD, interrupt_main_thread
-from conrft_core.trainer import TrainConfig, Trainer, resolve_device
-from conrft_core.transitions import EpisodeAssembler, TransitionError, episode_from_transitions
-from conrft_core.weights import pack
+from conrft_core.data.bags import BagError, read_episodes
+from conrft_core.data.journal import TransitionJournal
+from conrft_core.data.transitions import EpisodeAssembler, TransitionError, episode_from_transitions
+from conrft_core.learning.methods import TrainConfig
+from conrft_core.learning.policy import resolve_device
+from conrft_core.learning.resume import restore_run, save_run, write_result
+from conrft_core.learning.run import TrainRun
+from conrft_core.learning.runlog import RunLog
+from conrft_core.learning.stages import learn_from_episode, offline_stage
+from conrft_core.learning.vla import VLAFeaturizer, load_vla
+from conrft_core.robot.node_params import declare_all
+from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
+from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import PolicyWeights, Transition
 
 PARAMS = {
     "vla_checkpoint": "",  # required
-    "config_file": "",  # YAML with a `train:` section (conrft_core.trainer.TrainConfig); "" = defaults
+    "config_file": "",  # YAML with a `train:` section (conrft_core.learning.methods.TrainConfig); "" = defaults
     "demo_bags": [""],  # required: rosbag2 folders with demonstrations
     "run_dir": "",  # required: checkpoints, journal, logs; an existing run is resumed
     "task": "",  # recorded in the checkpoint so `conrft eval` can rebuild the sim task
@@ -91,15 +96,15 @@ class LearnerNode(Node):
                 "experiment": {"features": "vla", "vla_checkpoint": p["vla_checkpoint"],
                                "sim": {"task": p["task"] or "pick_cube"}, "train": to_dict(cfg)}}
         self.log = RunLog(self.run_dir)
-        self.trainer = Trainer(cfg, None, self.featurizer, run_dir=self.run_dir, log=self.log, meta=meta,
-                               progress=False)
+        self.run = TrainRun(cfg, self.featurizer.dim, PROPRIO_DIM, run_dir=self.run_dir, log=self.log, meta=meta,
+                            progress=False)
         self.journal = TransitionJournal(self.run_dir / "journal")
-        self.assembler = EpisodeAssembler(p["transitions_topic"])
+        self.assembler = EpisodeAssembler(p["transitions_topic"], dims=(ACTION_DIM, PROPRIO_DIM))
         self.episodes: queue.Queue = queue.Queue()
         self.received = 0
         self.version = 0
         self.done = self.failed = False
-        if self.trainer.restore():
+        if restore_run(self.run):
             self._replay_journal()
         else:
             self._load_demos(bags)
@@ -110,7 +115,7 @@ class LearnerNode(Node):
         keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
         self.create_subscription(Transition, p["transitions_topic"], self._on_transition, keep_all, raw=True)
         self.create_timer(1.0, self._diagnostics)
-        self.trainer.on_update = self._maybe_publish
+        self.run.on_update = self._maybe_publish
         self.worker = threading.Thread(target=self._train, daemon=True)
         self.stopping = threading.Event()  # set by the process on Ctrl-C / SIGTERM; the worker leaves at once
 
@@ -118,19 +123,19 @@ class LearnerNode(Node):
     def _load_demos(self, bags: list[str]) -> None:
         demos = []
         for bag in bags:
-            episodes = read_episodes(bag)
+            episodes = read_episodes(bag, dims=(ACTION_DIM, PROPRIO_DIM))
             good = [ep for ep in episodes if ep.success]
             if not good:
                 raise BagError(f"bag {bag} holds {len(episodes)} episodes but no successful one; record "
                                f"successful demonstrations (the recorder keeps successes by default)")
             demos += [(ep, self.featurizer.episode_features(ep)) for ep in good]
-        self.trainer.add_demos(demos)
+        self.run.add_demos(demos)
         self.get_logger().info(f"{len(demos)} demonstrations from {len(bags)} bag(s), "
                                f"{sum(ep.length for ep, _ in demos)} steps")
 
     def _replay_journal(self) -> None:
         """After a restart: transitions received since the last checkpoint, from the journal."""
-        done = set(self.trainer.meta["ingested_episodes"])
+        done = set(self.run.meta["ingested_episodes"])
         replayed = 0
         for eid in self.journal.episodes():
             if eid in done:
@@ -143,7 +148,7 @@ class LearnerNode(Node):
 
     def _on_transition(self, raw: bytes) -> None:
         msg = deserialize_message(raw, Transition)
-        if msg.episode_id in self.trainer.meta["ingested_episodes"]:
+        if msg.episode_id in self.run.meta["ingested_episodes"]:
             return  # already learned from (e.g. re-sent after a restart)
         self.journal.append(msg.episode_id, raw)  # on disk before it counts as received
         self.received += 1
@@ -164,18 +169,19 @@ class LearnerNode(Node):
         # data, a late update is not. Linux nice values are per thread; torch threads started here inherit it.
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         try:
-            tr = self.trainer
-            tr.offline()
+            tr = self.run
+            offline_stage(tr)
             self._publish_weights()
             self._snapshot()
             pending_ckpt = []
             while tr.env_steps < self.cfg.online_env_steps:
                 self._check_stop()
                 try:
-                    ep = episode_from_transitions(self.episodes.get(timeout=0.5), self.params["transitions_topic"])
+                    ep = episode_from_transitions(self.episodes.get(timeout=0.5), self.params["transitions_topic"],
+                                                  (ACTION_DIM, PROPRIO_DIM))
                 except queue.Empty:
                     continue
-                tr.learn_from_episode(ep, self.featurizer.episode_features(ep))
+                learn_from_episode(tr, ep, self.featurizer.episode_features(ep))
                 tr.meta["ingested_episodes"].append(ep.episode_id)
                 pending_ckpt.append(ep.episode_id)
                 every = self.params["snapshot_every_steps"]
@@ -191,10 +197,10 @@ class LearnerNode(Node):
             self._checkpoint(pending_ckpt)
             self._publish_weights()
             self._snapshot()
-            tr.write_result({"method": self.cfg.method, **{k: v for k, v in tr.meta.items() if k != "experiment"},
-                             "online_env_steps": tr.env_steps, "online_episodes": tr.episodes,
-                             "intervention_rate": tr.intervened_steps / max(tr.env_steps, 1), "updates": tr.updates,
-                             "updates_per_s": tr.updates / tr.update_seconds if tr.update_seconds else None})
+            write_result(tr, {"method": self.cfg.method, **{k: v for k, v in tr.meta.items() if k != "experiment"},
+                              "online_env_steps": tr.env_steps, "online_episodes": tr.episodes,
+                              "intervention_rate": tr.intervened_steps / max(tr.env_steps, 1), "updates": tr.updates,
+                              "updates_per_s": tr.updates / tr.update_seconds if tr.update_seconds else None})
             self.get_logger().info(f"online stage complete: {tr.env_steps} steps; checkpoint in {self.run_dir}")
         except Stopped:
             pass
@@ -208,15 +214,15 @@ class LearnerNode(Node):
             raise Stopped
 
     def _checkpoint(self, episode_ids: list[int]) -> None:
-        self.trainer.save()
+        save_run(self.run)
         self.journal.discard(episode_ids)
 
     def _snapshot(self) -> None:
         """The current policy as a weights file named by online steps, for `conrft report`."""
         if self.params["snapshot_every_steps"]:
-            path = self.run_dir / "snapshots" / f"policy_{self.trainer.env_steps:07d}.safetensors"
+            path = self.run_dir / "snapshots" / f"policy_{self.run.env_steps:07d}.safetensors"
             path.parent.mkdir(exist_ok=True)
-            path.write_bytes(pack(self.trainer.policy, self.cfg)[0])
+            path.write_bytes(pack(self.run.policy, self.cfg)[0])
 
     def _maybe_publish(self, updates: int) -> None:
         self._check_stop()  # called after every update, also in the offline stage
@@ -224,16 +230,16 @@ class LearnerNode(Node):
             self._publish_weights()
 
     def _publish_weights(self) -> None:
-        payload, sha, count = pack(self.trainer.policy, self.cfg)
+        payload, sha, count = pack(self.run.policy, self.cfg)
         # Wall-clock milliseconds: versions keep increasing across learner restarts.
         self.version = max(self.version + 1, int(time.time() * 1000))
-        msg = PolicyWeights(version=self.version, learner_step=self.trainer.updates, format="safetensors",
+        msg = PolicyWeights(version=self.version, learner_step=self.run.updates, format="safetensors",
                             sha256=sha, payload=payload, parameter_count=count)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_weights.publish(msg)
 
     def _diagnostics(self) -> None:
-        tr = self.trainer
+        tr = self.run
         values = {"offline_updates": tr.offline_done, "updates": tr.updates, "online_steps": tr.env_steps,
                   "episodes": tr.episodes, "received_transitions": self.received, "weights_version": self.version,
                   "demo_buffer": len(tr.demo_buffer), "online_buffer": len(tr.online_buffer),

@@ -3,8 +3,8 @@ before anything is trained or written. (Its behaviour in a running graph: conrft
 tests.)"""
 import pytest
 
-from conrft_core.backbone import BackboneConfig
-from conrft_core.pretrain import VLA, PretrainConfig, save_vla
+from conrft_core.learning.backbone import BackboneConfig
+from conrft_core.learning.vla import VLA, PretrainConfig, save_vla
 
 NODE = "conrft_learner.learner_node"
 

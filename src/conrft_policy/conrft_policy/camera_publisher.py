@@ -7,7 +7,7 @@ at most `fps` times a second. `device` is a V4L2 path (/dev/video0), a camera in
 
 A camera that stops delivering frames makes the node log an error (throttled) and publish nothing, so the
 policy node's staleness check (`max_obs_age`) stops the robot; it never republishes an old frame.
-Image processing (crop, resize, BGR -> RGB) lives in conrft_core.images.
+Image processing (crop, resize, BGR -> RGB) lives in conrft_core.robot.images.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from conrft_core.config import ConfigError
-from conrft_core.images import preprocess_frame, resolve_crop
-from conrft_core.node_params import declare_all
+from conrft_core.robot.images import preprocess_frame, resolve_crop
+from conrft_core.robot.node_params import declare_all
 from conrft_policy.ros_io import run_node
 
 PARAMS = {

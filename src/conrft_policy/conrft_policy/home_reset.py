@@ -5,7 +5,7 @@ across and down to the home pose (shifted on x/y by the request's seed when `ran
 m/s, every target inside the safety box, and answers success once the measured pose is within tolerance of
 home, or failure (with the distance left) after `settle_timeout`. It refuses to move on a stale or missing
 robot state. Objects are not reset: on a real cell a person (or your own script behind this service) puts them
-back. The path logic lives in conrft_core.homing.
+back. The path logic lives in conrft_core.robot.homing.
 
     ros2 run conrft_policy home_reset --ros-args --params-file config/home_reset.yaml
 """
@@ -23,10 +23,10 @@ from rclpy.node import Node
 from std_msgs.msg import Float64
 
 from conrft_core.config import ConfigError
-from conrft_core.episode import first_episode_id
-from conrft_core.homing import HomingConfig, arrived, home_for_seed, pose_error, waypoints
-from conrft_core.node_params import declare_all
-from conrft_core.spaces import SafetyBox
+from conrft_core.data.episode import first_episode_id
+from conrft_core.robot.homing import HomingConfig, arrived, home_for_seed, pose_error, waypoints
+from conrft_core.robot.node_params import declare_all
+from conrft_core.robot.spaces import SafetyBox
 from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode
 from conrft_policy.ros_io import age, pose_arrays, pose_stamped, run_node

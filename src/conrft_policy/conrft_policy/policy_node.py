@@ -36,13 +36,13 @@ from std_msgs.msg import Bool, Float64
 from visualization_msgs.msg import Marker, MarkerArray
 
 from conrft_core.config import ConfigError
-from conrft_core.control import ActionError, ChunkExecutor, check_action, check_chunk
-from conrft_core.node_params import declare_all
-from conrft_core.pretrain import VLAFeaturizer, load_vla
-from conrft_core.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
-from conrft_core.trainer import load_policy, resolve_device
-from conrft_core.transitions import image_to_array
-from conrft_core.weights import WeightsError, adopt, build_policy, check_shapes, unpack
+from conrft_core.data.transitions import image_to_array
+from conrft_core.learning.policy import load_policy, resolve_device
+from conrft_core.learning.vla import VLAFeaturizer, load_vla
+from conrft_core.robot.control import ActionError, ChunkExecutor, check_action, check_chunk
+from conrft_core.robot.node_params import declare_all
+from conrft_core.robot.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
+from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
 from conrft_interfaces.srv import ResetEpisode
 from conrft_policy.ros_io import age, pose_arrays, pose_stamped, run_node, stamp_seconds, twist_wrench

@@ -8,7 +8,7 @@ joints in `arm_joints` order and the gripper width = sum of the `gripper_joints`
 
 Nothing is published while an input is missing or older than `max_age` (the reason is logged, throttled): the
 policy node then sees a stale state and stops the robot. The simulator publishes RobotState itself; this node is
-for real robots. Assembly logic (presets, joint selection, twist estimation) lives in conrft_core.robot_state.
+for real robots. Assembly logic (presets, joint selection, twist estimation) lives in conrft_core.robot.robot_state.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from conrft_core.config import ConfigError
-from conrft_core.node_params import declare_all
-from conrft_core.robot_state import JointCache, RobotStateError, TwistEstimator, resolve_config, stale_inputs
+from conrft_core.robot.node_params import declare_all
+from conrft_core.robot.robot_state import JointCache, RobotStateError, TwistEstimator, resolve_config, stale_inputs
 from conrft_interfaces.msg import RobotState
 from conrft_policy.ros_io import age, pose_arrays, run_node, stamp_seconds
 

@@ -13,7 +13,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RclpyTime
 
-from conrft_core.signals import SPIN_PERIOD, interrupt_main_thread
+from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
 
 
 def stamp_seconds(stamp: Time) -> float:
@@ -53,7 +53,7 @@ def twist_wrench(state) -> tuple[np.ndarray, np.ndarray]:
 def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecutor) -> int:
     """A node's process: init, build (a bad parameter or missing file is one line on stderr and exit 1), spin
     until Ctrl-C, SIGTERM, shutdown or a callback's SystemExit (its code is returned), then destroy the node
-    (which stops the threads it owns) while the context is still up, and shut down (conrft_core.signals).
+    (which stops the threads it owns) while the context is still up, and shut down (conrft_core.robot.signals).
     `make_executor` is called after init (executors need the context)."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt_main_thread()

@@ -19,8 +19,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float64
 
 from conrft_core.config import from_dict
-from conrft_core.trainer import Policy, TrainConfig, build_agent
-from conrft_core.weights import pack
+from conrft_core.learning.methods import TrainConfig
+from conrft_core.learning.policy import Policy, build_agent
+from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
 from conrft_interfaces.srv import ResetEpisode
 
@@ -47,8 +48,8 @@ def one_thread(monkeypatch):
 @pytest.fixture(scope="module")
 def vla(tmp_path_factory):
     """(path, feature dim) of a tiny untrained VLA with 32x32 images (as graph_assets' vla_checkpoint)."""
-    from conrft_core.backbone import BackboneConfig
-    from conrft_core.pretrain import VLA, PretrainConfig, VLAFeaturizer, load_vla, save_vla
+    from conrft_core.learning.backbone import BackboneConfig
+    from conrft_core.learning.vla import VLA, PretrainConfig, VLAFeaturizer, load_vla, save_vla
 
     path = tmp_path_factory.mktemp("policy_faults") / "vla.safetensors"
     save_vla(path, VLA(PretrainConfig(backbone=BackboneConfig(image_size=IMAGE_SIZE, patch_grid=4, d_model=32,
@@ -390,15 +391,18 @@ def test_bad_teleop_commands_and_stale_camera_hold_the_robot(ros_process, ros_no
 
 def test_a_fully_fine_tuned_checkpoint_is_refused(ros_process, vla, tmp_path):
     """Its backbone differs from the frozen VLA the node embeds observations with: exit 1, naming the mode."""
-    from conrft_core.finetune import EncoderConfig, FinetuneEncoders, FinetuneFeaturizer
-    from conrft_core.pretrain import load_vla
-    from conrft_core.trainer import Trainer
+    from conrft_core.learning.finetune import EncoderConfig, FinetuneEncoders, FinetuneFeaturizer
+    from conrft_core.learning.resume import CHECKPOINT, save_run
+    from conrft_core.learning.run import TrainRun
+    from conrft_core.learning.vla import load_vla
+    from conrft_core.robot.spaces import PROPRIO_DIM
 
     encoders = FinetuneEncoders(load_vla(vla[0]), EncoderConfig(), INSTRUCTION)
     cfg = from_dict(TrainConfig, {"method": "co_rft", "device": "cpu", "agent": {"consistency": {"horizon": 2}}})
-    Trainer(cfg, None, FinetuneFeaturizer(encoders), run_dir=tmp_path, progress=False, encoders=encoders).save()
+    save_run(TrainRun(cfg, FinetuneFeaturizer(encoders).dim, PROPRIO_DIM, run_dir=tmp_path, progress=False,
+                      encoders=encoders))
     node = ros_process("conrft_policy.policy_node", "--params-file", str(PARAMS_FILE),
                        "-p", f"vla_checkpoint:={vla[0]}", "-p", f"instruction:={INSTRUCTION}", "-p", "device:=cpu",
-                       "-p", f"policy_checkpoint:={tmp_path / Trainer.CHECKPOINT}")
+                       "-p", f"policy_checkpoint:={tmp_path / CHECKPOINT}")
     assert node.wait(timeout=60) == 1, node.output()
     assert "was trained with features: vla_finetune" in node.output()

@@ -1,7 +1,7 @@
 """Demonstrations from the scripted experts: the simulated stand-in for a human with a SpaceMouse.
 
 `collect_episode` runs one expert episode in the gymnasium env and returns it as an `Episode` (every step
-marked `intervened`, since a human drove it), ready for `conrft_core.bags.EpisodeBagWriter`.
+marked `intervened`, since a human drove it), ready for `conrft_core.data.bags.EpisodeBagWriter`.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from conrft_core.episode import Episode
+from conrft_core.data.episode import Episode
 from conrft_sim.env import ConRFTSimEnv
 from conrft_sim.experts import ExpertNoise, make_expert
 
@@ -83,8 +83,8 @@ def generate_demos(
 
 
 class Demonstrator:
-    """The scripted expert as a human who is always in control (the `Human` protocol of conrft_core.training):
-    with `conrft_core.training.collect_demos` it records demonstrations together with their policy features."""
+    """The scripted expert as a human who is always in control (the `Human` protocol of conrft_core.learning.rollout):
+    with `conrft_core.learning.rollout.collect_demos` it records demonstrations together with their policy features."""
 
     def __init__(self, task_name: str, noise: ExpertNoise, rng: np.random.Generator):
         self.expert = make_expert(task_name, noise, rng)

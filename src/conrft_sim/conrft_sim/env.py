@@ -6,13 +6,13 @@ import string
 import gymnasium as gym
 import numpy as np
 
-from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM, step_reward
+from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM, step_reward
 from conrft_sim.sim import FrankaSim, SimConfig
 
 
 class ConRFTSimEnv(gym.Env):
     """Observation: {camera: (H, W, 3) uint8 for each configured camera, "proprio": (19,) float32,
-    "instruction": str}. Action: (7,) in [-1, 1] (see conrft_core.spaces). Reward: -step_penalty every step,
+    "instruction": str}. Action: (7,) in [-1, 1] (see conrft_core.robot.spaces). Reward: -step_penalty every step,
     plus success_reward on the step that succeeds. Terminated on success, truncated at max_episode_steps.
 
     `reset(options={"unseen": True})` draws object positions from the unseen range for that episode.

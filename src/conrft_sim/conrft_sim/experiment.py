@@ -8,7 +8,7 @@ Features: `state` (proprio + the simulator's privileged object state, no cameras
 configuration the tests and the CPU benchmark use; `vla` is ConRFT's frozen-backbone mode: the embedding of
 the pretrained VLA in `vla_checkpoint` (`conrft pretrain`) plus proprio, from rendered camera images;
 `vla_finetune` is CO-RFT's full fine-tuning mode: the same VLA's backbone trains with the policy, and the critic
-has its own image encoder (`conrft_core.finetune`; `train.encoder` holds its settings).
+has its own image encoder (`conrft_core.learning.finetune`; `train.encoder` holds its settings).
 """
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from conrft_core.config import from_dict, load_yaml, to_dict
-from conrft_core.finetune import FinetuneEncoders, FinetuneFeaturizer
-from conrft_core.runlog import RunLog
-from conrft_core.pretrain import PretrainConfig, VLAFeaturizer, load_vla, pretrain, save_vla
-from conrft_core.trainer import TrainConfig, Trainer, load_policy, resolve_device
-from conrft_core.training import Featurizer, StateFeaturizer, collect_demos, evaluate
+from conrft_core.learning.finetune import FinetuneEncoders, FinetuneFeaturizer
+from conrft_core.learning.methods import TrainConfig
+from conrft_core.learning.policy import load_policy, resolve_device
+from conrft_core.learning.resume import CHECKPOINT, restore_run
+from conrft_core.learning.rollout import Featurizer, ObservationSpec, StateFeaturizer, collect_demos, evaluate
+from conrft_core.learning.run import TrainRun
+from conrft_core.learning.runlog import RunLog
+from conrft_core.learning.stages import train
+from conrft_core.learning.vla import PretrainConfig, VLAFeaturizer, load_vla, pretrain, save_vla
 from conrft_sim.demos import NOISE_PRESETS, Demonstrator, generate_demos, noise_preset
 from conrft_sim.env import ConRFTSimEnv
 from conrft_sim.intervener import IntervenerConfig, ScriptedIntervener
@@ -105,26 +109,27 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path | None, resume: bo
     With `resume`, an existing checkpoint in `run_dir` is continued (same config required); without it a
     `run_dir` holding a checkpoint is refused rather than overwritten.
     """
-    if run_dir is not None and (Path(run_dir) / Trainer.CHECKPOINT).exists() and not resume:
+    if run_dir is not None and (Path(run_dir) / CHECKPOINT).exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
                               f"another --run-dir")
     env, featurizer = make_env(cfg, cfg.train.device)
     task = cfg.sim.task
     log = RunLog(run_dir, quiet=not progress)
     meta = {"task": task, "features": cfg.features, "experiment": to_dict(cfg)}
-    trainer = Trainer(cfg.train, env, featurizer, run_dir=run_dir, log=log, meta=meta, progress=progress,
-                      encoders=getattr(featurizer, "encoders", None))
+    run = TrainRun(cfg.train, featurizer.dim, ObservationSpec.of(env).proprio_dim, run_dir=run_dir, log=log,
+                   meta=meta, progress=progress, encoders=getattr(featurizer, "encoders", None))
     try:
-        if not trainer.restore():
+        if not restore_run(run):
             noise = noise_preset(cfg.demos.noise, task)
             demonstrator = Demonstrator(task, noise, np.random.default_rng(cfg.demos.seed))
-            demos = collect_demos(env, featurizer, demonstrator, cfg.demos.episodes, seed=cfg.demos.seed)
+            demos = collect_demos(env, featurizer, demonstrator, cfg.demos.episodes, seed=cfg.demos.seed,
+                                  success_key=cfg.train.success_key)
             lengths = [ep.length for ep, _ in demos]
             log.info(f"{len(demos)} {cfg.demos.noise} demonstrations of {task}: length {np.mean(lengths):.1f} "
                      f"+- {np.std(lengths):.1f}")
-            trainer.add_demos(demos)
+            run.add_demos(demos)
         human = ScriptedIntervener(task, cfg.intervener, np.random.default_rng(cfg.train.seed + 1))
-        return trainer.run(human)
+        return train(run, env, featurizer, human)
     finally:
         log.close()
         env.close()
@@ -142,7 +147,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int, unseen: bool = False, f
         act = lambda feats: policy(feats, deterministic=True)  # noqa: E731
         seed = cfg.train.eval_seed if first_seed is None else first_seed
         return {"task": cfg.sim.task, "method": cfg.train.method, "episodes": episodes, "unseen": unseen,
-                **evaluate(env, featurizer, act, episodes, seed, unseen=unseen)}
+                **evaluate(env, featurizer, act, episodes, seed, unseen=unseen, success_key=cfg.train.success_key)}
     finally:
         env.close()
 
@@ -173,14 +178,14 @@ def evaluate_session(run_dir: str | Path, episodes: int, device: str = "auto", p
     from tqdm import tqdm
 
     from conrft_core.checkpoint import load_checkpoint
-    from conrft_core.weights import build_policy, unpack
+    from conrft_core.robot.weights import build_policy, unpack
 
     run_dir = Path(run_dir)
     snapshots = sorted((run_dir / "snapshots").glob("policy_*.safetensors"))
     if not snapshots:
         raise FileNotFoundError(f"{run_dir}/snapshots holds no policy snapshots; was it written by a learner node "
                                 f"with snapshot_every_steps > 0?")
-    _, config = load_checkpoint(run_dir / Trainer.CHECKPOINT)
+    _, config = load_checkpoint(run_dir / CHECKPOINT)
     cfg = from_dict(ExperimentConfig, config["meta"]["experiment"])
     env, featurizer = make_env(cfg, device)
     curve = []
@@ -190,7 +195,8 @@ def evaluate_session(run_dir: str | Path, episodes: int, device: str = "auto", p
             policy = build_policy(*unpack(payload, hashlib.sha256(payload).hexdigest()), device)
             act = lambda feats, policy=policy: policy(feats, deterministic=True)  # noqa: E731
             curve.append({"env_steps": int(path.stem.split("_")[1]),
-                          **evaluate(env, featurizer, act, episodes, cfg.train.eval_seed)})
+                          **evaluate(env, featurizer, act, episodes, cfg.train.eval_seed,
+                                     success_key=cfg.train.success_key)})
     finally:
         env.close()
     progress_ = config["progress"]

@@ -86,7 +86,7 @@ class ScriptedIntervener:
     def step(self, env, policy_action) -> tuple[np.ndarray, bool]:
         """(action to execute, whether the human is in control this step, i.e. the `intervened` flag).
 
-        `env` is the `ConRFTSimEnv` being rolled out (the `Human` protocol of conrft_core.training) or a bare
+        `env` is the `ConRFTSimEnv` being rolled out (the `Human` protocol of conrft_core.learning.rollout) or a bare
         `FrankaSim`: the human watches the privileged state either way."""
         sim: FrankaSim = getattr(env, "sim", env)
         policy_action = np.asarray(policy_action, dtype=np.float32)

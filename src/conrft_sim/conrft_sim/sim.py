@@ -5,7 +5,7 @@ Two levels of use:
   `set_gripper`, `step_physics`; the impedance law runs every physics substep against the last target, so the
   arm holds the last valid command when no new one arrives, as a real impedance controller does;
 - high level (gymnasium env, experts): `apply_action` turns a 7-D normalised action into a target with
-  `conrft_core.spaces.action_to_target` and the task's safety box, then runs one control period.
+  `conrft_core.robot.spaces.action_to_target` and the task's safety box, then runs one control period.
 
 Time (`sim_time`) restarts at 0 on every reset.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from conrft_core.spaces import ActionScale, action_to_target, proprio_vector
+from conrft_core.robot.spaces import ActionScale, action_to_target, proprio_vector
 from conrft_sim.controller import CartesianImpedanceController, ImpedanceGains
 from conrft_sim.model import ARM_ACTUATORS, ARM_JOINTS, FINGER_JOINTS, GRIPPER_MAX_WIDTH, HOME_QPOS, build_scene_xml
 from conrft_sim.tasks import TASKS, make_task
@@ -128,7 +128,7 @@ class FrankaSim:
         self.reset_pose = self.ee_pose()
 
     def apply_action(self, action) -> None:
-        """One control period for a normalised 7-D action (see conrft_core.spaces).
+        """One control period for a normalised 7-D action (see conrft_core.robot.spaces).
 
         Raises ValueError (nothing applied) for a wrong shape or non-finite values.
         """

@@ -34,9 +34,9 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray
 
 from conrft_core.config import ConfigError, from_dict, load_yaml
-from conrft_core.episode import first_episode_id
-from conrft_core.node_params import declare_all
-from conrft_core.signals import interrupt_main_thread
+from conrft_core.data.episode import first_episode_id
+from conrft_core.robot.node_params import declare_all
+from conrft_core.robot.signals import interrupt_main_thread
 from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode, SetStiffness
 from conrft_sim.sim import FrankaSim, SimConfig

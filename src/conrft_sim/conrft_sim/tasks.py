@@ -10,7 +10,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from conrft_core.spaces import SafetyBox
+from conrft_core.robot.spaces import SafetyBox
 
 TRAIN_RANGE = 0.025  # m, half-width of the training offset square
 UNSEEN_RANGE = 0.06  # m, half-width of the unseen offset square (training square excluded)

@@ -8,15 +8,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from conrft_core.backbone import BackboneConfig  # noqa: E402
 from conrft_core.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from conrft_core.config import from_dict, to_dict  # noqa: E402
-from conrft_core.pretrain import PretrainConfig, VLAFeaturizer, _windows, load_vla, pretrain  # noqa: E402
-from conrft_core.trainer import load_policy  # noqa: E402
+from conrft_core.learning.backbone import BackboneConfig  # noqa: E402
+from conrft_core.learning.policy import load_policy  # noqa: E402
+from conrft_core.learning.vla import PretrainConfig, VLAFeaturizer, _windows, load_vla, pretrain  # noqa: E402
 from conrft_sim.demos import generate_demos, noise_preset  # noqa: E402
 from conrft_sim.env import ConRFTSimEnv  # noqa: E402
-from conrft_sim.experiment import (ExperimentConfig, evaluate_checkpoint, make_env, pretrain_vla,  # noqa: E402
-                                   run_experiment)
+from conrft_sim.experiment import ExperimentConfig, evaluate_checkpoint, make_env, pretrain_vla, run_experiment  # noqa: E402
 from conrft_sim.sim import SimConfig  # noqa: E402
 
 BACKBONE = {"image_size": 32, "patch_grid": 4, "d_model": 32, "num_layers": 1, "num_heads": 2}

@@ -1,4 +1,4 @@
-"""The in-process training loop (conrft_core.training) against the real simulator, state-only and small."""
+"""The in-process training loop (conrft_core.learning.rollout) against the real simulator, state-only and small."""
 import os
 
 os.environ["MUJOCO_GL"] = "egl"
@@ -6,9 +6,9 @@ os.environ["MUJOCO_GL"] = "egl"
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from conrft_core.episode import Episode  # noqa: E402
-from conrft_core.trainer import TrainConfig  # noqa: E402
-from conrft_core.training import StateFeaturizer, human_segments, rollout  # noqa: E402
+from conrft_core.data.episode import Episode  # noqa: E402
+from conrft_core.learning.methods import TrainConfig  # noqa: E402
+from conrft_core.learning.rollout import StateFeaturizer, human_segments, rollout  # noqa: E402
 from conrft_sim.env import ConRFTSimEnv  # noqa: E402
 from conrft_sim.sim import SimConfig  # noqa: E402
 

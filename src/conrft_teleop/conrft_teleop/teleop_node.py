@@ -21,16 +21,16 @@ import tty
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import Twist
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
-from geometry_msgs.msg import Twist
 from std_msgs.msg import Float64MultiArray
 
 from conrft_core.config import ConfigError
-from conrft_core.node_params import declare_all
-from conrft_core.teleop import KEYBOARD_HELP, Keyboard, SpaceMouse, SpaceMouseConfig
+from conrft_core.robot.node_params import declare_all
+from conrft_core.robot.teleop import KEYBOARD_HELP, Keyboard, SpaceMouse, SpaceMouseConfig
 from conrft_interfaces.msg import Intervention, Transition
 from conrft_policy.ros_io import run_node
 

@@ -15,7 +15,8 @@ import torch
 
 from conrft_core.checkpoint import CheckpointError, from_bytes, to_bytes
 from conrft_core.config import ConfigError, from_dict, to_dict
-from conrft_core.trainer import Policy, TrainConfig, build_agent, resolve_device
+from conrft_core.learning.methods import TrainConfig
+from conrft_core.learning.policy import Policy, build_agent, resolve_device
 
 
 class WeightsError(ValueError):

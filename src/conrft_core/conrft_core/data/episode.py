@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
-
 
 def first_episode_id() -> int:
     """Where a reset server (sim node, home_reset) starts numbering episodes: its start time in seconds. Ids must
@@ -28,13 +26,13 @@ class Episode:
     episode_id: int
     instruction: str
     images: dict[str, np.ndarray]  # camera -> (T+1, H, W, 3) uint8
-    proprio: np.ndarray  # (T+1, PROPRIO_DIM) float32
-    actions: np.ndarray  # (T, 7) float32, executed
+    proprio: np.ndarray  # (T+1, P) float32 (P = 19 on this stack's robots, conrft_core.robot.spaces)
+    actions: np.ndarray  # (T, A) float32, executed (A = 7 on this stack's robots)
     rewards: np.ndarray  # (T,) float32
     intervened: np.ndarray  # (T,) bool
     terminated: bool  # ended by success/failure (no bootstrap past the last step)
     truncated: bool  # ended by a time limit or an operator stop
-    policy_actions: np.ndarray | None = None  # (T, 7) float32; None for pure demonstrations
+    policy_actions: np.ndarray | None = None  # (T, A) float32; None for pure demonstrations
     policy_versions: np.ndarray | None = None  # (T,) uint64
     stamps: np.ndarray | None = None  # (T,) float64 seconds, time of each step's observation
     success: bool = False  # the task was achieved at the last step
@@ -43,13 +41,11 @@ class Episode:
         t = len(self.actions)
         if t == 0:
             raise ValueError(f"episode {self.episode_id} has no steps")
-        if self.actions.shape != (t, ACTION_DIM):
+        if self.actions.ndim != 2 or self.actions.shape[1] < 1:
+            raise ValueError(f"episode {self.episode_id}: actions must have shape (T, A), got {self.actions.shape}")
+        if self.proprio.ndim != 2 or len(self.proprio) != t + 1:
             raise ValueError(
-                f"episode {self.episode_id}: actions must have shape (T, {ACTION_DIM}), got {self.actions.shape}"
-            )
-        if self.proprio.shape != (t + 1, PROPRIO_DIM):
-            raise ValueError(
-                f"episode {self.episode_id}: proprio must have shape ({t + 1}, {PROPRIO_DIM}), got {self.proprio.shape}"
+                f"episode {self.episode_id}: proprio must have shape ({t + 1}, P), got {self.proprio.shape}"
             )
         for name, frames in self.images.items():
             if frames.ndim != 4 or len(frames) != t + 1 or frames.dtype != np.uint8:

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from conrft_core.spaces import PROPRIO_DIM
-
 
 @dataclass
 class BackboneConfig:
     cameras: tuple[str, ...] = ("front", "wrist")
     image_size: int = 128  # square input; other sizes are resized by the caller
     history: int = 2
+    proprio_dim: int = 19  # this stack's robots (conrft_core.robot.spaces); pretraining checks the data's
     d_model: int = 128
     num_layers: int = 3
     num_heads: int = 4
@@ -44,7 +43,7 @@ class BackboneConfig:
                              f"({self.patch_grid})")
         if self.d_model % self.num_heads:
             raise ValueError("backbone.d_model must be divisible by backbone.num_heads")
-        for name in ("history", "num_layers", "num_readouts", "vocab_size", "max_words"):
+        for name in ("history", "proprio_dim", "num_layers", "num_readouts", "vocab_size", "max_words"):
             if getattr(self, name) < 1:
                 raise ValueError(f"backbone.{name} must be >= 1")
 
@@ -82,7 +81,7 @@ class OctoStyleBackbone(Backbone):
             )
             for cam in cfg.cameras
         })
-        self.proprio_proj = nn.Linear(PROPRIO_DIM, d)
+        self.proprio_proj = nn.Linear(cfg.proprio_dim, d)
         self.words = nn.Embedding(cfg.vocab_size, d, padding_idx=0)
         tokens_per_step = len(cfg.cameras) * g * g + 1
         self.obs_pos = nn.Parameter(torch.zeros(cfg.history, tokens_per_step, d))

@@ -1,7 +1,7 @@
 """Full fine-tuning mode (CO-RFT): the pretrained VLA backbone trains together with the head and the critic.
 
 In the frozen mode (ConRFT) each observation's embedding is computed once and stored; here the buffers store
-the camera frames instead (each once, see `conrft_core.replay`) and every update encodes its batch again:
+the camera frames instead (each once, see `conrft_core.data.replay`) and every update encodes its batch again:
 
     actor state   s_pi = normalise([backbone(o_{t-h+1..t}, l), proprio_t])   backbone trained by the actor losses
     critic state  s_Q  = [CNN_Q(shift(o_t)), normalise(proprio_t)]            the critic's own image encoder
@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conrft_core.episode import Episode
-from conrft_core.pretrain import VLA, VLAFeaturizer
-from conrft_core.spaces import PROPRIO_DIM
+from conrft_core.data.episode import Episode
+from conrft_core.learning.vla import VLA, VLAFeaturizer
 
 
 @dataclass
@@ -53,7 +52,7 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
 class CriticImageEncoder(nn.Module):
     """The critic's own encoder: per camera a small CNN over the newest frame, plus the proprio vector."""
 
-    def __init__(self, cameras: tuple[str, ...], cfg: EncoderConfig):
+    def __init__(self, cameras: tuple[str, ...], proprio_dim: int, cfg: EncoderConfig):
         super().__init__()
         self.cameras, self.pad = cameras, cfg.shift_pad
         c = cfg.critic_channels
@@ -62,7 +61,7 @@ class CriticImageEncoder(nn.Module):
             nn.Conv2d(c, c, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
             nn.Linear(16 * c, cfg.critic_dim), nn.LayerNorm(cfg.critic_dim), nn.Tanh(),
         ) for cam in cameras})
-        self.dim = len(cameras) * cfg.critic_dim + PROPRIO_DIM
+        self.dim = len(cameras) * cfg.critic_dim + proprio_dim
 
     def forward(self, images: dict[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
         """images {camera: (B, T, H, W, 3) uint8}, proprio (B, P) already normalised -> (B, dim)."""
@@ -80,11 +79,12 @@ class FinetuneEncoders(nn.Module):
         self.cfg, self.vla_cfg, self.instruction = cfg, vla.cfg, instruction
         self.backbone = vla.backbone.train().requires_grad_(True)
         self.actor_dim = vla.feature_dim
-        self.critic = CriticImageEncoder(vla.cfg.backbone.cameras, cfg)
+        bb = vla.cfg.backbone
+        self.critic = CriticImageEncoder(bb.cameras, bb.proprio_dim, cfg)
         self.register_buffer("actor_mean", torch.zeros(self.actor_dim))
         self.register_buffer("actor_std", torch.ones(self.actor_dim))
-        self.register_buffer("proprio_mean", torch.zeros(PROPRIO_DIM))
-        self.register_buffer("proprio_std", torch.ones(PROPRIO_DIM))
+        self.register_buffer("proprio_mean", torch.zeros(bb.proprio_dim))
+        self.register_buffer("proprio_std", torch.ones(bb.proprio_dim))
 
     def raw_actor(self, obs: dict) -> torch.Tensor:
         proprio = obs["proprio"]

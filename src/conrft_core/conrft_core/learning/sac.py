@@ -6,8 +6,8 @@
     alpha:   L_alpha = -log(alpha) * E[log pi(a|s) + target_entropy]
 
 HIL-SERL's online batches draw half from the demonstration + intervention buffer and half from the online
-buffer (RLPD); the trainer does that mixing. One difference from HIL-SERL: the gripper is a continuous action
-dimension here, not a separate DQN critic over {open, stay, close}.
+buffer (RLPD); the run (conrft_core.learning.run) does that mixing. One difference from HIL-SERL: the gripper
+is a continuous action dimension here, not a separate DQN critic over {open, stay, close}.
 """
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from conrft_core.agent import gradient_step
-from conrft_core.consistency import mlp
-from conrft_core.critic import ChunkedCritic, CriticConfig, chunked_td_target
+from conrft_core.learning.critic import ChunkedCritic, CriticConfig, chunked_td_target
+from conrft_core.learning.nets import gradient_step, mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 

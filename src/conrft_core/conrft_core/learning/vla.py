@@ -21,13 +21,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from conrft_core.agent import gradient_step
-from conrft_core.backbone import BackboneConfig, OctoStyleBackbone
 from conrft_core.checkpoint import CheckpointError, load_checkpoint, load_into, save_checkpoint
 from conrft_core.config import ConfigError, from_dict, to_dict
-from conrft_core.consistency import ConsistencyConfig, ConsistencyHead
-from conrft_core.episode import Episode
-from conrft_core.spaces import PROPRIO_DIM
+from conrft_core.data.episode import Episode
+from conrft_core.learning.backbone import BackboneConfig, OctoStyleBackbone
+from conrft_core.learning.consistency import ConsistencyConfig, ConsistencyHead
+from conrft_core.learning.nets import gradient_step
 
 
 @dataclass
@@ -51,7 +50,7 @@ class VLA(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = OctoStyleBackbone(cfg.backbone)
-        self.feature_dim = self.backbone.embed_dim + PROPRIO_DIM
+        self.feature_dim = self.backbone.embed_dim + cfg.backbone.proprio_dim
         self.head = ConsistencyHead(self.feature_dim, cfg.head)
 
     def features(self, images: dict[str, torch.Tensor], proprio: torch.Tensor, instructions: list[str]):
@@ -89,6 +88,10 @@ def pretrain(episodes: list[Episode], cfg: PretrainConfig, device: torch.device,
     if size != (cfg.backbone.image_size, cfg.backbone.image_size):
         raise ValueError(f"episode images are {size[0]}x{size[1]}, pretrain.backbone.image_size is "
                          f"{cfg.backbone.image_size}: record the demos at that size")
+    proprio = episodes[0].proprio.shape[1]
+    if proprio != cfg.backbone.proprio_dim:
+        raise ValueError(f"episode proprio vectors have {proprio} values, pretrain.backbone.proprio_dim is "
+                         f"{cfg.backbone.proprio_dim}: set it to the robot's proprio size")
     if cfg.head.horizon != 1:
         raise ValueError("pretrain.head.horizon must be 1 (the pretrained head predicts single actions)")
     torch.manual_seed(cfg.seed)
@@ -135,6 +138,7 @@ class VLAFeaturizer:
 
     def _setup(self, cfg: BackboneConfig, dim: int, device: torch.device) -> None:
         self.cfg, self.dim, self.device = cfg, dim, device
+        self.obs_keys = (*cfg.cameras, "proprio", "instruction")
         self._window: deque = deque(maxlen=cfg.history)
 
     def _features(self, images: dict[str, torch.Tensor], proprio: torch.Tensor, instructions: list[str]):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conrft_core.episode import Episode
+from conrft_core.data.episode import Episode
 
 
 def episode_summary(episodes: list[Episode]) -> dict:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from conrft_core.consistency import mlp
+from conrft_core.learning.nets import mlp
 
 
 @dataclass

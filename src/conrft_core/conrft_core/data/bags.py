@@ -19,8 +19,8 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from conrft_core.episode import Episode
-from conrft_core.transitions import TransitionError, episode_from_transitions
+from conrft_core.data.episode import Episode
+from conrft_core.data.transitions import TransitionError, episode_from_transitions
 
 TRANSITIONS_TOPIC = "/conrft/transitions"
 TRANSITION_TYPE = "conrft_interfaces/msg/Transition"
@@ -34,8 +34,11 @@ class BagError(ValueError):
 
 def interface_msg_dir() -> Path:
     """Folder of conrft_interfaces' .msg files in the built workspace (or an installed ROS 2 prefix)."""
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:  # conrft_core installed alone: the learning library works, bags need the interfaces
+        raise BagError("bags need conrft_interfaces' message definitions: build the workspace and "
+                       "`source ./env.sh` (or source a ROS 2 install that has conrft_interfaces)") from None
     try:
         return Path(get_package_share_directory("conrft_interfaces")) / "msg"
     except PackageNotFoundError:
@@ -152,11 +155,13 @@ class EpisodeBagWriter:
         )
 
 
-def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC) -> list[Episode]:
+def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC,
+                  dims: tuple[int, int] | None = None) -> list[Episode]:
     """Load every complete episode from a bag (recorded live or by `conrft sim-demos`).
 
     Episodes whose last step (terminated or truncated) is missing, e.g. because recording stopped
-    mid-episode, are skipped. Raises BagError when nothing usable is found.
+    mid-episode, are skipped. `dims` = (action size, proprio size) checks every step against a robot's sizes.
+    Raises BagError when nothing usable is found.
     """
     path = Path(path)
     if not (path / "metadata.yaml").is_file():
@@ -181,7 +186,7 @@ def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC) -> list[Epis
     except Exception as exc:  # rosbags raises several types for unreadable storage
         raise BagError(f"cannot read bag {path}: {exc}") from None
     try:
-        assembled = [episode_from_transitions(msgs, f"bag {path}") for _, msgs in sorted(steps.items())]
+        assembled = [episode_from_transitions(msgs, f"bag {path}", dims) for _, msgs in sorted(steps.items())]
     except TransitionError as exc:
         raise BagError(str(exc)) from None
     episodes = [ep for ep in assembled if ep is not None]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from conrft_core.spaces import SafetyBox
+from conrft_core.robot.spaces import SafetyBox
 
 
 @dataclass(frozen=True)

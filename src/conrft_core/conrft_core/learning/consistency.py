@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from conrft_core.learning.nets import mlp
+
 
 @dataclass
 class ConsistencyConfig:
@@ -79,19 +81,6 @@ class SinusoidalTimeEmbedding(nn.Module):
     def forward(self, k: torch.Tensor) -> torch.Tensor:
         x = 0.25 * torch.log(k).unsqueeze(-1) * self.freqs
         return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
-
-
-def mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
-    """Linear -> LayerNorm -> SiLU blocks, then a linear output (the head and critic MLPs of the design).
-
-    SiLU rather than Mish: as smooth, and its backward pass is ~7x cheaper on CPU.
-    """
-    blocks, d = [], in_dim
-    for _ in range(layers):
-        blocks += [nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.SiLU()]
-        d = hidden
-    blocks.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*blocks)
 
 
 class ConsistencyHead(nn.Module):

@@ -9,12 +9,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from conrft_core import trainer as trainer_module  # noqa: E402
 from conrft_core.checkpoint import CheckpointError  # noqa: E402
-from conrft_core.trainer import METHODS, Trainer, load_policy  # noqa: E402
+from conrft_core.config import from_dict  # noqa: E402
+from conrft_core.learning import stages  # noqa: E402
+from conrft_core.learning.methods import METHODS  # noqa: E402
+from conrft_core.learning.policy import load_policy  # noqa: E402
+from conrft_core.learning.resume import CHECKPOINT, restore_run  # noqa: E402
+from conrft_core.learning.rollout import ObservationSpec  # noqa: E402
+from conrft_core.learning.run import TrainRun  # noqa: E402
 from conrft_sim import experiment  # noqa: E402
 from conrft_sim.experiment import ExperimentConfig, make_env, run_experiment  # noqa: E402
-from conrft_core.config import from_dict  # noqa: E402
 
 TINY = {"hidden_dim": 32}
 
@@ -32,7 +36,7 @@ def tiny(method="hil_conrft", **train):
 
 
 def policy_tensors(run_dir):
-    policy, _ = load_policy(run_dir / Trainer.CHECKPOINT, device="cpu")
+    policy, _ = load_policy(run_dir / CHECKPOINT, device="cpu")
     return policy.tensors()
 
 
@@ -62,7 +66,7 @@ def test_same_seed_gives_the_same_policy(tmp_path):
 
 def test_resume_after_a_crash_loses_no_episode(tmp_path, monkeypatch):
     cfg = tiny("hil_conrft", online_env_steps=100, checkpoint_every_steps=1)  # a checkpoint after every episode
-    real_rollout, calls = trainer_module.rollout, []
+    real_rollout, calls = stages.rollout, []
 
     def crashing_rollout(*args, **kwargs):
         calls.append(1)
@@ -70,42 +74,43 @@ def test_resume_after_a_crash_loses_no_episode(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the learner is killed during its third online episode
         return real_rollout(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "rollout", crashing_rollout)
+    monkeypatch.setattr(stages, "rollout", crashing_rollout)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path, progress=False)
     monkeypatch.undo()
     env, featurizer = make_env(cfg)
-    saved = Trainer(cfg.train, env, featurizer, run_dir=tmp_path, progress=False)
-    assert saved.restore()
+    proprio_dim = ObservationSpec.of(env).proprio_dim
+    saved = TrainRun(cfg.train, featurizer.dim, proprio_dim, run_dir=tmp_path, progress=False)
+    assert restore_run(saved)
     assert saved.episodes == 2 and saved.online_buffer.num_episodes == 2 and saved.offline_done == 20
     assert len(saved.online_buffer) == saved.env_steps
     with pytest.raises(FileExistsError, match="--resume"):
         run_experiment(cfg, tmp_path, progress=False)
     result = run_experiment(cfg, tmp_path, resume=True, progress=False)
     assert result["online_env_steps"] >= 100 and result["updates"] >= 20 + result["online_env_steps"]
-    resumed = Trainer(cfg.train, env, featurizer, run_dir=tmp_path, progress=False)
-    resumed.restore()
+    resumed = TrainRun(cfg.train, featurizer.dim, proprio_dim, run_dir=tmp_path, progress=False)
+    restore_run(resumed)
     assert resumed.online_buffer.num_episodes == resumed.episodes > 2  # the two before the crash are kept
 
     other = tiny("hil_conrft", online_env_steps=100, checkpoint_every_steps=1, agent={"critic": {"hidden_dim": 64}})
     with pytest.raises(CheckpointError, match=r"train\.agent\.\w+\.hidden_dim differs"):
-        Trainer(other.train, env, featurizer, run_dir=tmp_path, progress=False).restore()
+        restore_run(TrainRun(other.train, featurizer.dim, proprio_dim, run_dir=tmp_path, progress=False))
 
 
 def test_loaded_policy_acts_like_the_trained_one(tmp_path):
     cfg = tiny("sft")
     run_experiment(cfg, tmp_path, progress=False)
-    policy, config = load_policy(tmp_path / Trainer.CHECKPOINT, device="cpu")
+    policy, config = load_policy(tmp_path / CHECKPOINT, device="cpu")
     assert config["meta"]["task"] == "peg_insert" and policy.agent.horizon == 1
     env, featurizer = make_env(cfg)
     obs, _ = env.reset(seed=0)
     torch.manual_seed(0)
     chunk = policy(featurizer(obs))
     assert chunk.shape == (1, 7) and np.all(np.abs(chunk) <= 1)
-    result = experiment.evaluate_checkpoint(tmp_path / Trainer.CHECKPOINT, episodes=2, device="cpu")
+    result = experiment.evaluate_checkpoint(tmp_path / CHECKPOINT, episodes=2, device="cpu")
     assert result["task"] == "peg_insert" and result["episodes"] == 2 and 0 <= result["success_rate"] <= 1
 
-    data = bytearray((tmp_path / Trainer.CHECKPOINT).read_bytes())
+    data = bytearray((tmp_path / CHECKPOINT).read_bytes())
     data[-100] ^= 0xFF
     (tmp_path / "corrupt.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt"):
@@ -123,8 +128,8 @@ def test_config_errors_name_the_key():
 
 def synthetic_episode(eid, intervened, rng, dim, success=True):
     """An episode with state features only (no cameras), as the learner node hands to learn_from_episode."""
-    from conrft_core.episode import Episode
-    from conrft_core.spaces import PROPRIO_DIM
+    from conrft_core.data.episode import Episode
+    from conrft_core.robot.spaces import PROPRIO_DIM
 
     T = len(intervened)
     ep = Episode(episode_id=eid, instruction="insert the peg into the hole", images={},
@@ -135,31 +140,31 @@ def synthetic_episode(eid, intervened, rng, dim, success=True):
 
 
 def test_learn_from_episode_fills_the_buffers_and_runs_utd_updates():
-    from types import SimpleNamespace
+    from conrft_core.robot.spaces import PROPRIO_DIM
 
     cfg = tiny("hil_conrft", updates_per_env_step=0.6).train
     dim = 6
-    trainer = Trainer(cfg, env=None, featurizer=SimpleNamespace(dim=dim), progress=False)
+    run = TrainRun(cfg, dim, PROPRIO_DIM, progress=False)
     rng = np.random.default_rng(0)
-    trainer.add_demos([synthetic_episode(0, [True] * 5, rng, dim)])
+    run.add_demos([synthetic_episode(0, [True] * 5, rng, dim)])
     calls = []
-    trainer.on_update = calls.append
+    run.on_update = calls.append
     ep, feats = synthetic_episode(1, [False, True, True, False, False, True, True], rng, dim)
-    trainer.learn_from_episode(ep, feats)
-    assert (trainer.episodes, trainer.env_steps, trainer.intervened_steps) == (1, 7, 4)
-    assert calls == [1, 2, 3, 4] and trainer.updates == 4  # round(7 x 0.6)
-    assert trainer.online_buffer.num_episodes == 1 and len(trainer.online_buffer) == 7
+    stages.learn_from_episode(run, ep, feats)
+    assert (run.episodes, run.env_steps, run.intervened_steps) == (1, 7, 4)
+    assert calls == [1, 2, 3, 4] and run.updates == 4  # round(7 x 0.6)
+    assert run.online_buffer.num_episodes == 1 and len(run.online_buffer) == 7
     # The two human-driven segments (steps 1-2 and 5-6) join the demo buffer as episodes of their own.
-    assert trainer.demo_buffer.num_episodes == 3 and len(trainer.demo_buffer) == 5 + 4
-    stored = trainer.demo_buffer.data["action"]
+    assert run.demo_buffer.num_episodes == 3 and len(run.demo_buffer) == 5 + 4
+    stored = run.demo_buffer.data["action"]
     for t in range(ep.length):
         found = any(np.array_equal(row, ep.actions[t]) for row in stored)
         assert found == bool(ep.intervened[t]), t
 
     # A second episode without takeovers: online buffer only; counters and update ids keep counting.
     ep2, feats2 = synthetic_episode(2, [False] * 5, rng, dim, success=False)
-    trainer.learn_from_episode(ep2, feats2)
-    assert (trainer.episodes, trainer.env_steps, trainer.intervened_steps) == (2, 12, 4)
+    stages.learn_from_episode(run, ep2, feats2)
+    assert (run.episodes, run.env_steps, run.intervened_steps) == (2, 12, 4)
     assert calls == [1, 2, 3, 4, 5, 6, 7]  # round(5 x 0.6) = 3 more
-    assert trainer.online_buffer.num_episodes == 2 and len(trainer.online_buffer) == 12
-    assert trainer.demo_buffer.num_episodes == 3 and len(trainer.demo_buffer) == 9
+    assert run.online_buffer.num_episodes == 2 and len(run.online_buffer) == 12
+    assert run.demo_buffer.num_episodes == 3 and len(run.demo_buffer) == 9

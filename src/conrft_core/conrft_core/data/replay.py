@@ -26,8 +26,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from conrft_core.episode import Episode
-from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.data.episode import Episode
 
 FORMAT = "conrft-replay-v1"
 
@@ -41,15 +40,16 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, cameras: tuple[str, ...], image_shape: tuple[int, int, int],
-                 proprio_dim: int = PROPRIO_DIM, action_dim: int = ACTION_DIM, embedding_dim: int | None = None,
-                 history: int = 2, gamma: float = 0.98):
+                 *, proprio_dim: int, action_dim: int, embedding_dim: int | None = None, history: int = 2,
+                 gamma: float = 0.98):
         # No cameras is allowed when an embedding is stored: the feature-only mode (state features or
         # precomputed VLA embeddings) needs no frames.
         if (capacity < 2 or history < 1 or (not cameras and embedding_dim is None) or len(image_shape) != 3
-                or image_shape[2] != 3):
+                or image_shape[2] != 3 or proprio_dim < 1 or action_dim < 1):
             raise ValueError(f"bad replay config: capacity={capacity} (>= 2), history={history} (>= 1), "
                              f"cameras={cameras} (at least one unless embedding_dim is set), "
-                             f"image_shape={image_shape} (H, W, 3)")
+                             f"image_shape={image_shape} (H, W, 3), proprio_dim={proprio_dim} and "
+                             f"action_dim={action_dim} (>= 1)")
         self.config = dict(capacity=int(capacity), cameras=list(cameras), image_shape=list(image_shape),
                            proprio_dim=int(proprio_dim), action_dim=int(action_dim),
                            embedding_dim=None if embedding_dim is None else int(embedding_dim),

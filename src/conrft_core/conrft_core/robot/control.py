@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conrft_core.spaces import ACTION_DIM
+from conrft_core.robot.spaces import ACTION_DIM
 
 TOLERANCE = 1e-3  # actions are in [-1, 1]; rounding may overshoot a little, anything beyond is a fault
 

@@ -1,15 +1,16 @@
 """Transition messages <-> episodes: the one place that turns a stream of per-step `Transition`s into `Episode`s.
 
-Used by the bag reader (`conrft_core.bags`), the learner node (live `/conrft/transitions`) and the demo recorder.
+Used by the bag reader (`conrft_core.data.bags`), the learner node (live `/conrft/transitions`) and the demo recorder.
 Messages are duck-typed: rclpy message instances and `rosbags` typestore instances both work, so this module
-imports no rclpy.
+imports no rclpy. The action and proprio sizes are the robot's (`conrft_core.robot.spaces`): a reader that knows
+them passes them (`dims`) and every message is checked against them; without them, every step of an episode must
+have the sizes of its first step.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from conrft_core.episode import Episode
-from conrft_core.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.data.episode import Episode
 
 
 class TransitionError(ValueError):
@@ -25,29 +26,38 @@ def image_to_array(img) -> np.ndarray:
     return arr[..., ::-1].copy() if img.encoding == "bgr8" else arr.copy()
 
 
-def check_transition(msg, source: str = "transition") -> None:
-    """Dimensions of one message; raises TransitionError naming the field."""
+def check_transition(msg, source: str = "transition", dims: tuple[int, int] | None = None) -> None:
+    """One message: its images match its camera names, its action is finite and non-empty and, when `dims` =
+    (action size, proprio size) is given, of those sizes. Raises TransitionError naming the field."""
     where = f"{source}: episode {msg.episode_id} step {msg.step}"
-    if len(msg.action) != ACTION_DIM:
-        raise TransitionError(f"{where} has a {len(msg.action)}-D action; this stack expects {ACTION_DIM}-D "
-                              f"actions (translation, rotation, gripper)")
-    if len(msg.proprio) != PROPRIO_DIM:
-        raise TransitionError(f"{where} has {len(msg.proprio)} proprio values, expected {PROPRIO_DIM}")
+    if dims is not None and len(msg.action) != dims[0]:
+        raise TransitionError(f"{where} has a {len(msg.action)}-D action; this robot's actions are {dims[0]}-D "
+                              f"(translation, rotation, gripper)")
+    if dims is not None and len(msg.proprio) != dims[1]:
+        raise TransitionError(f"{where} has {len(msg.proprio)} proprio values, expected {dims[1]}")
+    if len(msg.action) == 0:
+        raise TransitionError(f"{where} has an empty action")
     if len(msg.images) != len(msg.camera_names):
         raise TransitionError(f"{where} has {len(msg.images)} images for {len(msg.camera_names)} camera names")
     if not np.all(np.isfinite(np.asarray(msg.action, np.float64))):
         raise TransitionError(f"{where} has a non-finite action")
 
 
-def episode_from_transitions(msgs: list, source: str = "transitions") -> Episode | None:
+def episode_from_transitions(msgs: list, source: str = "transitions",
+                             dims: tuple[int, int] | None = None) -> Episode | None:
     """The episode made of `msgs` (one per step, any order), or None when it is incomplete: its last step
-    (terminated or truncated) is missing or a step in between is."""
+    (terminated or truncated) is missing or a step in between is. Without `dims`, the first step's sizes are
+    the episode's."""
     msgs = sorted(msgs, key=lambda m: m.step)
     last = msgs[-1]
     if not (last.terminated or last.truncated) or [m.step for m in msgs] != list(range(len(msgs))):
         return None
+    dims = dims or (len(msgs[0].action), len(msgs[0].proprio))
     for m in msgs:
-        check_transition(m, source)
+        check_transition(m, source, dims)
+    if len(last.final_proprio) != dims[1]:
+        raise TransitionError(f"{source}: episode {last.episode_id} step {last.step} has {len(last.final_proprio)} "
+                              f"final proprio values, expected {dims[1]}")
     cams = list(last.camera_names)
     images = {
         c: np.stack([image_to_array(m.images[i]) for m in msgs] + [image_to_array(last.final_images[i])])
@@ -79,15 +89,15 @@ class EpisodeAssembler:
     stream; `episode_from_transitions` on its result (the costly image decoding) can run elsewhere.
     """
 
-    def __init__(self, source: str = "/conrft/transitions"):
-        self.source = source
+    def __init__(self, source: str = "/conrft/transitions", dims: tuple[int, int] | None = None):
+        self.source, self.dims = source, dims
         self._steps: dict[int, dict[int, object]] = {}
         self._last: dict[int, int] = {}  # episode -> step index of its terminal transition, once seen
 
     def collect(self, msg) -> list | None:
         """Add one transition; returns every transition of the episode it completes (by step), if any.
         Raises TransitionError on bad data."""
-        check_transition(msg, self.source)
+        check_transition(msg, self.source, self.dims)
         eid, step = int(msg.episode_id), int(msg.step)
         steps = self._steps.setdefault(eid, {})
         steps[step] = msg
@@ -101,7 +111,7 @@ class EpisodeAssembler:
     def add(self, msg) -> Episode | None:
         """`collect`, then the complete episode as an Episode."""
         msgs = self.collect(msg)
-        return None if msgs is None else episode_from_transitions(msgs, self.source)
+        return None if msgs is None else episode_from_transitions(msgs, self.source, self.dims)
 
     @property
     def pending_steps(self) -> int:

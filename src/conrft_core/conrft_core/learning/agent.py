@@ -5,14 +5,14 @@ Both stages optimise the same objective with different weights (ConRFT, Sec. IV)
     critic:  L_Q  = E[(Q_i(s, a_{t:t+H}) - y)^2]  (+ alpha * Cal-QL term, offline stage "Cal-ConRFT" only)
     actor:   L_pi = beta * L_BC(consistency) - eta * Q(s, pi(s)) / mean|Q|
 
-y is the chunked TD target of `conrft_core.critic` (H = 1: ConRFT; H > 1: CO-RFT chunked TD). The online stage
+y is the chunked TD target of `conrft_core.learning.critic` (H = 1: ConRFT; H > 1: CO-RFT chunked TD). The online stage
 "HIL-ConRFT" drops the Cal-QL term (unless critic.cql_online) and changes (beta, eta); its batches mix the
 demonstration + intervention buffer and the online buffer 50/50 (RLPD), with `critic_updates_per_actor` critic
 steps per actor step.
 
 The agent works on state vectors. In the frozen mode (ConRFT) the caller turns observations into features
 (frozen VLA embeddings and proprio, or state features) and batches carry them as `state` / `next_state`; in the
-full fine-tuning mode (CO-RFT) the agent owns `encoders` (`conrft_core.finetune`) and batches carry observation
+full fine-tuning mode (CO-RFT) the agent owns `encoders` (`conrft_core.learning.finetune`) and batches carry observation
 windows (`obs` / `next_obs`): the backbone is trained by the actor losses, the critic's own image encoder by
 the critic loss.
 """
@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from conrft_core.consistency import ConsistencyConfig, ConsistencyHead
-from conrft_core.critic import ChunkedCritic, CriticConfig, calql_penalty, chunked_td_target
+from conrft_core.learning.consistency import ConsistencyConfig, ConsistencyHead
+from conrft_core.learning.critic import ChunkedCritic, CriticConfig, calql_penalty, chunked_td_target
+from conrft_core.learning.nets import gradient_step
 
 if TYPE_CHECKING:
-    from conrft_core.finetune import FinetuneEncoders
+    from conrft_core.learning.finetune import FinetuneEncoders
 
 
 @dataclass
@@ -108,7 +109,7 @@ class ConRFTAgent(nn.Module):
     def critic_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
         """TD loss on the chunked target (+ Cal-QL when offline, or online with critic.cql_online). batch: state,
         next_state (or obs, next_obs), actions, rewards, reward_mask, discount, done, mc_return (tensors, see
-        conrft_core.replay)."""
+        conrft_core.data.replay)."""
         a = batch["actions"]
         with torch.no_grad():
             s2 = self.actor_state(batch, "next_obs")
@@ -164,10 +165,3 @@ class ConRFTAgent(nn.Module):
         gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
         return {"actor/bc": loss.item()}
 
-
-def gradient_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
-    """zero_grad, backward, clip the global gradient norm, step."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(list(params), grad_clip)
-    opt.step()

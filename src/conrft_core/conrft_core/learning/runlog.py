@@ -1,5 +1,5 @@
 """Where a training run reports: TensorBoard scalars and a metrics.jsonl file in the run directory, and short
-progress lines on stdout (progress bars come from tqdm in the trainer).
+progress lines on stdout (progress bars come from tqdm in the stages).
 
 TensorBoard tags: `offline/...` and `online/...` (losses and Q values per update block), `episode/...`
 (success, length, intervention rate per online episode), `eval/...` (success rate, mean length).
