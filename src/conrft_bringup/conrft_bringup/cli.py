@@ -144,13 +144,20 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from conrft_core.learning.methods import TrainConfig
     from conrft_sim.learning_bench import METHOD_OVERRIDES, TASKS, run_benchmark
 
     tasks = args.tasks.split(",") if args.tasks else TASKS
     methods = args.methods.split(",") if args.methods else tuple(METHOD_OVERRIDES)
-    seeds = range(args.seeds)
-    summary = run_benchmark(args.config, args.out, tasks, methods, seeds, horizon=args.horizon,
-                            overrides=_overrides(args.set), progress=not args.quiet, jobs=args.jobs)
+    overrides = {**_overrides(args.set), "train.split": args.split}
+    # The runs take the split's first seeds; the config names the ranges (train.validation_seeds, test_seeds).
+    train = {**load_yaml(args.config).get("train", {}),
+             **{k.split(".", 1)[1]: v for k, v in overrides.items() if k.count(".") == 1 and k.startswith("train.")}}
+    valid_seed = list(train.get("validation_seeds", TrainConfig.validation_seeds))[0]
+    ranges = from_dict(TrainConfig, {**train, "seed": valid_seed, "split": "validation"}, "train")
+    first = (ranges.validation_seeds if args.split == "validation" else ranges.test_seeds)[0]
+    summary = run_benchmark(args.config, args.out, tasks, methods, range(first, first + args.seeds),
+                            horizon=args.horizon, overrides=overrides, progress=not args.quiet, jobs=args.jobs)
     print((args.out / "summary.md").read_text())
     print(f"results: {args.out} ({sum(len(m) for m in summary['table'].values())} task/method rows)")
     return 0
@@ -233,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="checkpoint.safetensors of a run")
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
     p.add_argument("--unseen", action="store_true", help="objects over the wider unseen range")
-    p.add_argument("--seed", type=int, help="first evaluation seed (default: the run's train.eval_seed)")
+    p.add_argument("--seed", type=int, help="first evaluation seed (default: the first of the run's split)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     p.set_defaults(func=cmd_eval)
@@ -263,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", help="comma-separated subset of sft,cal_conrft,co_rft,hil_conrft,"
                    "hil_conrft_chunked,hg_dagger,hil_serl")
     p.add_argument("--seeds", type=int, default=3, help="seeds per task and method (default 3)")
+    p.add_argument("--split", choices=("validation", "test"), default="validation",
+                   help="seed ranges: validation (where settings are chosen; default) or test (reported numbers)")
     p.add_argument("--horizon", type=int, default=4, help="chunk length H of co_rft and hil_conrft_chunked")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process with one torch "

@@ -2,6 +2,7 @@
 and the HIL-SERL baseline (SAC): squashed-Gaussian log-probability, soft TD target, the same toy problem."""
 import math
 
+import pytest
 import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
@@ -101,9 +102,11 @@ def test_log_prob_matches_torch_tanh_gaussian():
     torch.testing.assert_close(det, torch.tanh(mean))
 
 
-def test_soft_td_target_by_hand():
+@pytest.mark.parametrize("backup_entropy", [True, False])
+def test_soft_td_target_by_hand(backup_entropy):
     torch.manual_seed(0)
-    cfg = SACConfig(hidden_dim=8, action_dim=1, init_temperature=0.5)
+    cfg = SACConfig(hidden_dim=8, action_dim=1, init_temperature=0.5, backup_entropy=backup_entropy,
+                    discrete_gripper=False)
     agent = SACAgent(1, cfg)
     batch = {"state": torch.zeros(2, 1), "next_state": torch.ones(2, 1), "actions": torch.zeros(2, 1, 1),
              "rewards": torch.tensor([[1.0], [2.0]]), "reward_mask": torch.ones(2, 1),
@@ -112,7 +115,7 @@ def test_soft_td_target_by_hand():
     loss, info = agent.critic_loss(batch)
     torch.manual_seed(5)
     a2, logp2 = agent.actor(batch["next_state"])
-    v = agent.critic.target_min(batch["next_state"], a2) - 0.5 * logp2
+    v = agent.critic.target_min(batch["next_state"], a2) - (0.5 * logp2 if backup_entropy else 0.0)
     y = torch.tensor([1.0 + cfg.critic.gamma * v[0].item(), 2.0])  # the terminal sample does not bootstrap
     q = agent.critic(batch["state"], batch["actions"])
     assert math.isclose(loss.item(), (q - y).pow(2).mean().item(), rel_tol=1e-5)
@@ -129,4 +132,28 @@ def test_sac_learns_the_toy_task_and_tunes_its_temperature():
     a = agent.act(torch.stack([sign, torch.ones(400)], dim=1), deterministic=True)
     assert a.shape == (400, 1, 7)
     assert (torch.sign(a[:, 0, 0]) == sign).float().mean() > 0.95
-    assert info["actor/alpha"] != 0.1  # the temperature moved from its initial value
+    assert info["actor/alpha"] != 0.01  # the temperature moved from its initial value (HIL-SERL's 0.01)
+
+
+def test_the_discrete_gripper_critic_learns_which_command_pays():
+    """Reward 1 when the gripper command is 'open' for positive states and 'close' for negative ones; the
+    continuous part gets nothing to learn. G's argmax must pick the paying command (double DQN)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    agent = SACAgent(2, SACConfig(hidden_dim=32, critic_lr=1e-3, critic_updates_per_actor=1))
+    assert agent.cfg.discrete_gripper and set(agent.acting_modules()) == {"actor", "gripper"}
+
+    def batch(n=64):
+        sign = torch.randint(0, 2, (n,), generator=g).float() * 2 - 1
+        a = torch.rand(n, 1, 7, generator=g) * 2 - 1
+        a[:, 0, 6] = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, -1.0)
+        r = (torch.sign(a[:, 0, 6]) == sign).float()
+        state = torch.stack([sign, torch.ones(n)], dim=1)
+        return {"state": state, "next_state": state, "actions": a, "rewards": r[:, None],
+                "reward_mask": torch.ones(n, 1), "discount": torch.full((n,), 0.98), "done": torch.ones(n)}
+
+    for _ in range(300):
+        info = agent.update(batch)
+    assert "gripper/td" in info and info["gripper/td"] < 0.1
+    acted = agent.act(torch.tensor([[1.0, 1.0], [-1.0, 1.0]]), deterministic=True)
+    assert acted.shape == (2, 1, 7) and acted[:, 0, 6].tolist() == [1.0, -1.0]

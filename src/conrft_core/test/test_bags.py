@@ -44,6 +44,7 @@ def write_bag(path, episodes):
 def test_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     eps = [make_episode(0, 5, rng), make_episode(1, 3, rng, success=False)]
+    eps[0].held = np.array([0, 0, 1, 1, 0], bool)  # steps the node held for safety
     write_bag(tmp_path / "bag", eps)
     meta = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == 8 and meta["storage_identifier"] == "mcap"
@@ -56,6 +57,8 @@ def test_round_trip(tmp_path):
         np.testing.assert_array_equal(b.proprio, a.proprio)
         np.testing.assert_array_equal(b.actions, a.actions)
         np.testing.assert_array_equal(b.intervened, a.intervened)
+        np.testing.assert_array_equal(b.demonstrated, a.demonstrated)
+        assert (b.held is None) == (a.held is None)  # no held step: nothing stored
         np.testing.assert_allclose(b.stamps, a.stamps)
         assert b.instruction == a.instruction
 
@@ -122,7 +125,7 @@ def test_incomplete_episode_skipped_and_wrong_action_dim(tmp_path):
             w.write(TRANSITIONS_TOPIC, T["conrft_interfaces/msg/Transition"](
                 header=hdr, episode_id=0, step=t, camera_names=[], images=[], proprio=bad.proprio[t],
                 instruction="", action=np.zeros(6, np.float32), policy_action=np.zeros(6, np.float32), reward=0.0,
-                terminated=t == 1, success=False, truncated=False, intervened=True, policy_version=0,
+                terminated=t == 1, success=False, truncated=False, intervened=True, held=False, policy_version=0,
                 final_images=[], final_proprio=bad.proprio[t + 1] if t == 1 else np.zeros(0, np.float32)), t)
     assert read_episodes(tmp_path / "dims")[0].actions.shape == (2, 6)  # a reader that does not know the robot
     with pytest.raises(BagError, match="6-D action; this robot's actions are 7-D"):

@@ -28,22 +28,45 @@ def test_boundary_conditions():
     torch.testing.assert_close(out, a)  # f(a, kmin) = a whatever the network
 
 
-def test_bc_loss_matches_hand_computation():
-    cfg = ConsistencyConfig(horizon=2, num_levels=5)
+@pytest.mark.parametrize("reduction, clip", [("mean", True), ("sum", False), ("mean", False)])
+def test_bc_loss_matches_the_released_formula(reduction, clip):
+    """Released ConRFT: w(k) * mean over dimensions of (clip(f(a_m, k), -1, 1) - a)^2; the paper's reading sums
+    over dimensions without the clip. Padding steps (mask 0) count in neither."""
+    cfg = ConsistencyConfig(horizon=2, num_levels=5, bc_reduction=reduction, bc_clip=clip)
     head = ConsistencyHead(embed_dim=3, cfg=cfg)
     torch.nn.init.zeros_(head.net[-1].weight)
-    torch.nn.init.zeros_(head.net[-1].bias)  # F = 0, so f(a_m, k) = c_skip(k) a_m
+    torch.nn.init.constant_(head.net[-1].bias, 3.0)  # F = 3, so f(a_m, k) = c_skip(k) a_m + 3 c_out(k): often > 1
     a, emb = torch.rand(6, 2, 7) * 2 - 1, torch.randn(6, 3)
+    mask = torch.tensor([[1.0, 1.0]] * 4 + [[1.0, 0.0]] * 2)
     torch.manual_seed(0)
-    loss = head.bc_loss(a, emb)
+    loss = head.bc_loss(a, emb, mask)
     torch.manual_seed(0)
     m = torch.randint(1, 5, (6,))
     k = karras_sigmas(cfg)[m]
     z = torch.randn_like(a)
-    c_skip, _ = boundary_scalings(k, cfg)
-    per = ((c_skip[:, None, None] * (a + k[:, None, None] * z) - a) ** 2).sum((1, 2))
+    c_skip, c_out = boundary_scalings(k, cfg)
+    raw = c_skip[:, None, None] * (a + k[:, None, None] * z) + 3.0 * c_out[:, None, None]
+    f = raw.clamp(-1, 1) if clip else raw
+    sq = ((f - a) ** 2) * mask[..., None]
+    per = sq.sum((1, 2)) / (mask.sum(1) * 7) if reduction == "mean" else sq.sum((1, 2))
     expected = ((1 / k**2 + 1 / 0.25) * per).mean()
     torch.testing.assert_close(loss, expected)
+    assert (raw.abs() > 1).any()  # the clip is exercised
+
+
+def test_two_step_sampling_differs_from_one_step():
+    """The second pass re-noises to a middle level (not the bottom one, where f is the identity)."""
+    torch.manual_seed(0)
+    head = ConsistencyHead(embed_dim=3, cfg=ConsistencyConfig(hidden_dim=32))
+    assert head.levels(1) == [] and head.levels(2) == [20] and head.levels(3) == [26, 13]
+    emb = torch.randn(8, 3)
+    torch.manual_seed(1)
+    one = head.sample(emb, steps=1)
+    torch.manual_seed(1)
+    two = head.sample(emb, steps=2)
+    assert (one - two).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="sample_steps"):
+        ConsistencyConfig(sample_steps=40)
 
 
 def test_sampling_shapes_range_and_learning():

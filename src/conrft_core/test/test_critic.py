@@ -28,7 +28,7 @@ def test_calql_penalty_bounds():
     q_data = torch.zeros(2, 3)
     q_sampled = torch.full((2, 3, 4), -5.0)
     mc = torch.tensor([-10.0, 1.0, 0.0])
-    pen = calql_penalty(q_data, q_sampled, mc)
+    pen = calql_penalty(q_data, q_sampled, mc, include_data=False)
     # Per sample: logsumexp(max(q, mc)) - log 4 - 0 = max(-5, mc)
     assert pen.item() == pytest.approx((-5.0 + 1.0 + 0.0) / 3)
     # Gradient flows only to sampled Q-values above the bound: here the ones with mc = -10.
@@ -37,6 +37,20 @@ def test_calql_penalty_bounds():
     assert torch.all(q_sampled.grad[:, 0] > 0) and torch.all(q_sampled.grad[:, 1:] == 0)
     equal = calql_penalty(torch.ones(1, 2), torch.ones(1, 2, 5), torch.full((2,), -math.inf))
     assert equal.item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("bounded, include_data, terms", [
+    (None, True, [1.0, 1.0, 1.0, 0.5]),  # released ConRFT: every sample bounded, Q(s, a_data) in the logsumexp
+    ([False, True, True], True, [-5.0, 1.0, 1.0, 0.5]),  # official Cal-QL: only the policy's samples bounded
+    (None, False, [1.0, 1.0, 1.0]),
+])
+def test_calql_penalty_released_formula(bounded, include_data, terms):
+    """logsumexp over the (bounded) sampled Q values and Q(s, a_data), minus log(3N + 1), minus Q(s, a_data)."""
+    q_data, q_sampled, mc = torch.full((1, 1), 0.5), torch.full((1, 1, 3), -5.0), torch.tensor([1.0])
+    mask = None if bounded is None else torch.tensor(bounded)
+    pen = calql_penalty(q_data, q_sampled, mc, mask, include_data)
+    expected = math.log(sum(math.exp(t) for t in terms)) - math.log(len(terms)) - 0.5
+    assert pen.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_ensemble_shapes_and_polyak():

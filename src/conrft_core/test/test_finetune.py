@@ -13,11 +13,12 @@ from conrft_core.robot.spaces import PROPRIO_DIM
 B, H, SIZE = 6, 2, 32
 
 
-def make_agent(seed=0):
+def make_agent(seed=0, **encoder):
     torch.manual_seed(seed)
     vla = VLA(PretrainConfig(backbone=BackboneConfig(image_size=SIZE, patch_grid=4, d_model=32, num_layers=1,
                                                      num_heads=2)))
-    enc = FinetuneEncoders(vla, EncoderConfig(critic_channels=8, critic_dim=16), "insert the peg into the hole")
+    enc = FinetuneEncoders(vla, EncoderConfig(critic_channels=8, critic_dim=16, **encoder),
+                           "insert the peg into the hole")
     cfg = AgentConfig(consistency=ConsistencyConfig(horizon=H, hidden_dim=16, num_levels=10),
                       critic=CriticConfig(hidden_dim=16, cql_num_samples=2))
     return ConRFTAgent(enc.actor_dim, cfg, enc)
@@ -40,7 +41,7 @@ def grad_norm(module):
 
 def test_actor_losses_train_the_backbone_and_the_critic_loss_its_own_encoder():
     agent = make_agent()
-    loss, _ = agent.actor_loss(make_batch(), offline=True)
+    loss, _ = agent.actor_loss(make_batch(), offline=False)  # the online stage: both BC and Q terms weigh
     loss.backward()
     assert grad_norm(agent.encoders.backbone) > 0 and grad_norm(agent.actor) > 0
     assert grad_norm(agent.encoders.critic) == 0 and grad_norm(agent.critic.members) > 0  # Q term: critic detached
@@ -65,6 +66,28 @@ def test_update_moves_both_encoders_and_checkpoints_carry_them():
     clone.load_state_dict(agent.state_dict())
     batch = make_batch(3)
     torch.testing.assert_close(clone.encoders.actor_state(batch["obs"]), agent.encoders.actor_state(batch["obs"]))
+
+
+@pytest.mark.parametrize("target_encoder", [True, False])
+def test_the_bootstrap_encodes_next_observations_with_the_target_encoder(target_encoder):
+    """A step of the live critic encoder leaves the TD target alone unless the target copy is switched off; the
+    copy follows by Polyak averaging at the critic's rate."""
+    agent = make_agent(target_encoder=target_encoder)
+    batch = make_batch()
+
+    def target_mean():
+        torch.manual_seed(5)
+        return agent.critic_loss(batch, offline=False)[1]["critic/target_mean"]
+
+    before = target_mean()
+    with torch.no_grad():
+        for p in agent.encoders.critic.parameters():
+            p.add_(0.5)
+    assert (target_mean() == before) == target_encoder
+    live, copy = next(agent.encoders.critic.parameters()), next(agent.encoders.critic_target.parameters())
+    gap = (live - copy).detach().clone()
+    agent.encoders.update_critic_target(0.25)
+    torch.testing.assert_close(live - copy, 0.75 * gap)
 
 
 def test_random_shift_crops_the_edge_padded_image():

@@ -130,7 +130,7 @@ def test_typestore_messages_assemble_too():
             header=hdr, episode_id=5, step=t, camera_names=["wrist"], images=[img(frame(5, t))],
             proprio=np.full(PROPRIO_DIM, t, np.float32), instruction="x", action=np.full(7, 0.5 * t, np.float32),
             policy_action=np.zeros(7, np.float32), reward=-0.05, terminated=t == 1, success=t == 1,
-            truncated=False, intervened=False, policy_version=0,
+            truncated=False, intervened=False, held=False, policy_version=0,
             final_images=[img(frame(5, 2))] if t == 1 else [],
             final_proprio=np.full(PROPRIO_DIM, 2, np.float32) if t == 1 else np.zeros(0, np.float32)))
     assert out is not None and out.episode_id == 5 and out.success

@@ -291,7 +291,8 @@ class PolicyNode(Node):
              "instruction": self.params["instruction"]})
         self.feature_seconds = time.perf_counter() - start  # part of a chunk's inference latency
         action, policy_action, intervened = self._choose(feats)
-        if action is None:
+        held = action is None
+        if held:
             self._hold()
             action = np.array([0, 0, 0, 0, 0, 0, self.gripper_cmd])
         else:
@@ -301,7 +302,7 @@ class PolicyNode(Node):
             self.pub_gripper.publish(Float64(data=width))
             self.gripper_cmd = float(action[6])
         self.prev = {"obs": obs, "action": action, "policy_action": policy_action, "intervened": intervened,
-                     "version": self.version}
+                     "held": held, "version": self.version}
         self.path.append(obs["pos"])
         self._markers(obs, intervened)
         self.t += 1
@@ -392,7 +393,7 @@ class PolicyNode(Node):
                          policy_action=np.asarray(prev["policy_action"], np.float32).tolist(),
                          reward=step_reward(success, self.params["success_reward"], self.params["step_penalty"]),
                          terminated=terminated, success=success, truncated=truncated,
-                         intervened=prev["intervened"], policy_version=prev["version"])
+                         intervened=prev["intervened"], held=prev["held"], policy_version=prev["version"])
         msg.header.stamp = prev["obs"]["state"].header.stamp
         msg.header.frame_id = self.params["frame_id"]
         if terminated or truncated:

@@ -354,6 +354,8 @@ def test_bad_teleop_commands_and_stale_camera_hold_the_robot(ros_process, ros_no
         since = robot.now()
         wait(lambda: len(robot.after(since)) >= 8, f"targets while '{reason}'")
         assert all(is_hold(m) for m in robot.after(since)), [target_pose(m) for m in robot.after(since)]
+    taken_over = [t for t in robot.transitions if t.intervened]
+    assert taken_over and all(t.held for t in taken_over), "refused teleop steps must be published as held"
     robot.intervention = Intervention(active=False, source="scripted")  # the human lets go: the policy drives
     since = robot.now()
     wait(lambda: len(robot.moving(since)) >= 3, "policy targets after the intervention ends")

@@ -41,7 +41,7 @@ FEATURES = ("state", "vla", "vla_finetune")
 class DemoConfig:
     episodes: int = 20
     noise: str = "human_like"  # conrft_sim.demos.NOISE_PRESETS
-    seed: int = 0  # demonstration episode seeds seed, seed + 1, ... (below train.eval_seed)
+    seed: int = 0  # demonstration episode seeds seed, seed + 1, ... (below every evaluation seed)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -65,8 +65,9 @@ class ExperimentConfig:
         if self.features != "state" and not self.vla_checkpoint:
             raise ValueError(f"features: {self.features} needs vla_checkpoint (a vla.safetensors written by "
                              f"`conrft pretrain`)")
-        if self.demos.seed + 3 * self.demos.episodes > self.train.eval_seed:
-            raise ValueError("demos.seed is so large that demonstration seeds would reach train.eval_seed")
+        if self.demos.seed + 3 * self.demos.episodes > self.train.training_seed_limit:
+            raise ValueError("demos.seed is so large that demonstration seeds would reach the evaluation seeds "
+                             "(train.eval_seed, train.test_eval_seed)")
 
 
 def load_experiment(path: str | Path, overrides: dict | None = None) -> ExperimentConfig:
@@ -145,7 +146,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int, unseen: bool = False, f
         raise ValueError(f"checkpoint {path} expects {config['feature_dim']} features, the env gives {featurizer.dim}")
     try:
         act = lambda feats: policy(feats, deterministic=True)  # noqa: E731
-        seed = cfg.train.eval_seed if first_seed is None else first_seed
+        seed = cfg.train.evaluation_seed if first_seed is None else first_seed
         return {"task": cfg.sim.task, "method": cfg.train.method, "episodes": episodes, "unseen": unseen,
                 **evaluate(env, featurizer, act, episodes, seed, unseen=unseen, success_key=cfg.train.success_key)}
     finally:
@@ -195,7 +196,7 @@ def evaluate_session(run_dir: str | Path, episodes: int, device: str = "auto", p
             policy = build_policy(*unpack(payload, hashlib.sha256(payload).hexdigest()), device)
             act = lambda feats, policy=policy: policy(feats, deterministic=True)  # noqa: E731
             curve.append({"env_steps": int(path.stem.split("_")[1]),
-                          **evaluate(env, featurizer, act, episodes, cfg.train.eval_seed,
+                          **evaluate(env, featurizer, act, episodes, cfg.train.evaluation_seed,
                                      success_key=cfg.train.success_key)})
     finally:
         env.close()

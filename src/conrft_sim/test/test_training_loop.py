@@ -77,6 +77,21 @@ def test_human_segments_become_their_own_episodes():
     np.testing.assert_array_equal(segs[1][0].proprio, ep.proprio[6:9])
 
 
+def test_steps_held_for_safety_never_enter_the_demo_buffer():
+    """A teleop that fell silent mid-takeover: the node held the arm (held, still under the human's control).
+    The held steps split the takeover and belong to no segment."""
+    T = 7
+    ep = Episode(episode_id=4, instruction="x", images={}, proprio=np.zeros((T + 1, 19), np.float32),
+                 actions=np.arange(T * 7, dtype=np.float32).reshape(T, 7), rewards=np.zeros(T, np.float32),
+                 intervened=np.array([0, 1, 1, 1, 1, 1, 0], bool), held=np.array([0, 0, 1, 1, 0, 0, 0], bool),
+                 terminated=False, truncated=True)
+    segs = human_segments(ep, np.zeros((T + 1, 1), np.float32))
+    assert [len(s.actions) for s, _ in segs] == [1, 2]
+    kept = np.concatenate([s.actions for s, _ in segs])
+    np.testing.assert_array_equal(kept, ep.actions[[1, 4, 5]])
+    np.testing.assert_array_equal(ep.demonstrated, [0, 1, 0, 0, 1, 1, 0])
+
+
 def test_train_config_validation():
     with pytest.raises(ValueError, match="train.demo_fraction"):
         TrainConfig(demo_fraction=1.5)

@@ -117,6 +117,7 @@ class EpisodeBagWriter:
         cams = sorted(ep.images)
         policy_actions = ep.policy_actions if ep.policy_actions is not None else np.zeros_like(ep.actions)
         versions = ep.policy_versions if ep.policy_versions is not None else np.zeros(ep.length, np.uint64)
+        held = ep.held if ep.held is not None else np.zeros(ep.length, bool)
         for t in range(ep.length):
             last = t == ep.length - 1
             header = self._header(stamps[t], frame_id)
@@ -135,6 +136,7 @@ class EpisodeBagWriter:
                 success=bool(last and ep.success),
                 truncated=bool(last and ep.truncated),
                 intervened=bool(ep.intervened[t]),
+                held=bool(held[t]),
                 policy_version=int(versions[t]),
                 final_images=[self._image(ep.images[c][t + 1], header, c) for c in cams] if last else [],
                 final_proprio=ep.proprio[t + 1].astype(np.float32) if last else np.zeros(0, np.float32),

@@ -29,13 +29,14 @@ class Episode:
     proprio: np.ndarray  # (T+1, P) float32 (P = 19 on this stack's robots, conrft_core.robot.spaces)
     actions: np.ndarray  # (T, A) float32, executed (A = 7 on this stack's robots)
     rewards: np.ndarray  # (T,) float32
-    intervened: np.ndarray  # (T,) bool
+    intervened: np.ndarray  # (T,) bool, the human had control
     terminated: bool  # ended by success/failure (no bootstrap past the last step)
     truncated: bool  # ended by a time limit or an operator stop
     policy_actions: np.ndarray | None = None  # (T, A) float32; None for pure demonstrations
     policy_versions: np.ndarray | None = None  # (T,) uint64
     stamps: np.ndarray | None = None  # (T,) float64 seconds, time of each step's observation
     success: bool = False  # the task was achieved at the last step
+    held: np.ndarray | None = None  # (T,) bool, the node held the arm for safety (None: never)
 
     def __post_init__(self) -> None:
         t = len(self.actions)
@@ -55,6 +56,13 @@ class Episode:
                 )
         if self.rewards.shape != (t,) or self.intervened.shape != (t,):
             raise ValueError(f"episode {self.episode_id}: rewards and intervened must have shape ({t},)")
+        if self.held is not None and self.held.shape != (t,):
+            raise ValueError(f"episode {self.episode_id}: held must have shape ({t},)")
+
+    @property
+    def demonstrated(self) -> np.ndarray:
+        """(T,) bool: the steps whose action the human chose (intervened, not held for safety)."""
+        return self.intervened if self.held is None else self.intervened & ~self.held
 
     @property
     def length(self) -> int:

@@ -58,6 +58,7 @@ def episode_from_transitions(msgs: list, source: str = "transitions",
     if len(last.final_proprio) != dims[1]:
         raise TransitionError(f"{source}: episode {last.episode_id} step {last.step} has {len(last.final_proprio)} "
                               f"final proprio values, expected {dims[1]}")
+    held = np.array([getattr(m, "held", False) for m in msgs], bool)  # bags recorded before the field: False
     cams = list(last.camera_names)
     images = {
         c: np.stack([image_to_array(m.images[i]) for m in msgs] + [image_to_array(last.final_images[i])])
@@ -72,6 +73,7 @@ def episode_from_transitions(msgs: list, source: str = "transitions",
         actions=np.stack([np.asarray(m.action, np.float32) for m in msgs]),
         rewards=np.array([m.reward for m in msgs], np.float32),
         intervened=np.array([m.intervened for m in msgs], bool),
+        held=held if held.any() else None,
         terminated=bool(last.terminated),
         truncated=bool(last.truncated),
         policy_actions=np.stack([np.asarray(m.policy_action, np.float32) for m in msgs]),

@@ -3,23 +3,27 @@
 Both stages optimise the same objective with different weights (ConRFT, Sec. IV):
 
     critic:  L_Q  = E[(Q_i(s, a_{t:t+H}) - y)^2]  (+ alpha * Cal-QL term, offline stage "Cal-ConRFT" only)
-    actor:   L_pi = beta * L_BC(consistency) - eta * Q(s, pi(s)) / mean|Q|
+    actor:   L_pi = beta * L_BC(consistency) - eta * mean Q(s, pi(s))
 
-y is the chunked TD target of `conrft_core.learning.critic` (H = 1: ConRFT; H > 1: CO-RFT chunked TD). The online stage
-"HIL-ConRFT" drops the Cal-QL term (unless critic.cql_online) and changes (beta, eta); its batches mix the
+y is the chunked TD target of `conrft_core.learning.critic` (H = 1: ConRFT; H > 1: CO-RFT chunked TD). The online
+stage "HIL-ConRFT" drops the Cal-QL term (unless critic.cql_online) and changes (beta, eta); its batches mix the
 demonstration + intervention buffer and the online buffer 50/50 (RLPD), with `critic_updates_per_actor` critic
-steps per actor step.
+steps per actor step, and it starts with fresh optimiser state.
+
+Stage weights come from a recipe: `released` (the authors' scripts: offline (1.0, 0.0), online (0.1, 1.0)) or
+`paper` (the paper's table: (1.0, 0.1), (0.5, 1.0)); `offline` / `online` set explicitly override it.
+`q_normalize` divides the Q term by the batch's mean |Q| (as TD3+BC does; neither ConRFT reading does).
 
 The agent works on state vectors. In the frozen mode (ConRFT) the caller turns observations into features
 (frozen VLA embeddings and proprio, or state features) and batches carry them as `state` / `next_state`; in the
-full fine-tuning mode (CO-RFT) the agent owns `encoders` (`conrft_core.learning.finetune`) and batches carry observation
-windows (`obs` / `next_obs`): the backbone is trained by the actor losses, the critic's own image encoder by
-the critic loss.
+full fine-tuning mode (CO-RFT) the agent owns `encoders` (`conrft_core.learning.finetune`) and batches carry
+observation windows (`obs` / `next_obs`): the backbone is trained by the actor losses, the critic's own image
+encoder by the critic loss, and the bootstrap uses that encoder's target copy.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -42,19 +46,29 @@ class StageWeights:
             raise ValueError(f"stage weights beta and eta must be >= 0, got beta={self.beta}, eta={self.eta}")
 
 
+# recipe -> (offline, online) stage weights
+RECIPES = {"released": ((1.0, 0.0), (0.1, 1.0)), "paper": ((1.0, 0.1), (0.5, 1.0))}
+
+
 @dataclass
 class AgentConfig:
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
-    # Paper table values; the released ConRFT scripts use (1.0, 0.0) offline and (0.1, 1.0) online.
-    offline: StageWeights = field(default_factory=lambda: StageWeights(beta=1.0, eta=0.1))
-    online: StageWeights = field(default_factory=lambda: StageWeights(beta=0.5, eta=1.0))
+    recipe: Literal["released", "paper"] = "released"  # where the stage weights come from (RECIPES)
+    offline: StageWeights | None = None  # None: the recipe's
+    online: StageWeights | None = None
+    q_normalize: bool = False  # divide the actor's Q term by the batch's mean |Q|
+    bc_mask_padding: bool = True  # BC ignores chunk steps past the episode end (Q-chunking)
+    fresh_online_optimizers: bool = True  # new Adam state at the offline -> online switch (released code)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     critic_updates_per_actor: int = 2
     grad_clip: float = 10.0
 
     def __post_init__(self) -> None:
+        offline, online = RECIPES[self.recipe]
+        self.offline = self.offline or StageWeights(*offline)
+        self.online = self.online or StageWeights(*online)
         if self.actor_lr <= 0 or self.critic_lr <= 0:
             raise ValueError("agent.actor_lr and agent.critic_lr must be positive")
         if self.critic_updates_per_actor < 1:
@@ -73,14 +87,19 @@ class ConRFTAgent(nn.Module):
         self.actor = ConsistencyHead(state_dim, cfg.consistency)
         critic_dim = state_dim if encoders is None else encoders.critic.dim
         self.critic = ChunkedCritic(critic_dim, self.actor.chunk_dim, cfg.critic)
-        actor_groups = [{"params": list(self.actor.parameters())}]
+        self.actor_groups = [{"params": list(self.actor.parameters())}]
         self.critic_params = list(self.critic.members.parameters())
         if encoders is not None:
-            actor_groups.append({"params": list(encoders.backbone.parameters()), "lr": encoders.cfg.backbone_lr})
+            self.actor_groups.append({"params": list(encoders.backbone.parameters()),
+                                      "lr": encoders.cfg.backbone_lr})
             self.critic_params += list(encoders.critic.parameters())
-        self.actor_params = [p for g in actor_groups for p in g["params"]]
-        self.actor_opt = torch.optim.Adam(actor_groups, lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic_params, lr=cfg.critic_lr)
+        self.actor_params = [p for g in self.actor_groups for p in g["params"]]
+        self.reset_optimizers()
+
+    def reset_optimizers(self) -> None:
+        """Fresh Adam state (the released HIL-ConRFT learner starts its online stage with new optimisers)."""
+        self.actor_opt = torch.optim.Adam(self.actor_groups, lr=self.cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic_params, lr=self.cfg.critic_lr)
 
     @property
     def horizon(self) -> int:
@@ -89,9 +108,13 @@ class ConRFTAgent(nn.Module):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt, "critic": self.critic_opt}
 
+    def acting_modules(self) -> dict[str, nn.Module]:
+        """What a policy node needs to act (the weights broadcast)."""
+        return {"actor": self.actor}
+
     @torch.no_grad()
     def act(self, state: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Action chunks (B, H, 7) in [-1, 1] (one-step consistency sampling is stochastic either way)."""
+        """Action chunks (B, H, A) in [-1, 1] (one-step consistency sampling is stochastic either way)."""
         return self.actor.sample(state)
 
     # The actor's and the critic's state of a batch's `obs` or `next_obs`: the stored features in the frozen
@@ -101,10 +124,10 @@ class ConRFTAgent(nn.Module):
             return batch["state" if which == "obs" else "next_state"]
         return self.encoders.actor_state(batch[which])
 
-    def critic_state(self, batch: dict, which: str = "obs") -> torch.Tensor:
+    def critic_state(self, batch: dict, which: str = "obs", target: bool = False) -> torch.Tensor:
         if self.encoders is None:
             return batch["state" if which == "obs" else "next_state"]
-        return self.encoders.critic_state(batch[which])
+        return self.encoders.critic_state(batch[which], target=target)
 
     def critic_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
         """TD loss on the chunked target (+ Cal-QL when offline, or online with critic.cql_online). batch: state,
@@ -113,7 +136,8 @@ class ConRFTAgent(nn.Module):
         a = batch["actions"]
         with torch.no_grad():
             s2 = self.actor_state(batch, "next_obs")
-            next_value = self.critic.target_min(self.critic_state(batch, "next_obs"), self.actor.sample(s2))
+            next_value = self.critic.target_min(self.critic_state(batch, "next_obs", target=True),
+                                                self.actor.sample(s2))
             y = chunked_td_target(batch["rewards"], batch["reward_mask"], batch["discount"], batch["done"],
                                   next_value, self.cfg.critic.gamma)
         c = self.critic_state(batch)  # full fine-tuning: the critic's encoder learns from this loss only
@@ -128,20 +152,27 @@ class ConRFTAgent(nn.Module):
                 rep = lambda x: x.repeat_interleave(n, 0)  # noqa: E731 - (B, ...) -> (B*n, ...)
                 samples = [torch.rand_like(rep(a)) * 2 - 1, self.actor.sample(rep(s)), self.actor.sample(rep(s2))]
             q_sampled = torch.cat([self.critic(rep(c), x).unflatten(1, (len(c), n)) for x in samples], dim=-1)
-            penalty = calql_penalty(q, q_sampled, batch["mc_return"])
+            bounded = None if self.cfg.critic.calql_bound == "all" else \
+                torch.arange(3 * n, device=a.device) >= n  # official Cal-QL: the policy's samples only
+            penalty = calql_penalty(q, q_sampled, batch["mc_return"], bounded, self.cfg.critic.cql_include_data)
             loss = loss + self.cfg.critic.cql_alpha * penalty
             info["critic/calql"] = penalty.item()
         return loss, info
 
+    def bc_mask(self, batch: dict) -> torch.Tensor | None:
+        return batch["reward_mask"] if self.cfg.bc_mask_padding else None
+
     def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
-        """beta * consistency BC - eta * Q(s, pi(s)) / mean|Q| (the Q scale normalised, as in TD3+BC)."""
+        """beta * consistency BC - eta * mean Q(s, pi(s)) (over the batch; / mean|Q| with q_normalize)."""
         w = self.cfg.offline if offline else self.cfg.online
         s = self.actor_state(batch)  # full fine-tuning: both terms reach the backbone through s
         with torch.no_grad():
             c = self.critic_state(batch)
-        bc = self.actor.bc_loss(batch["actions"], s)
+        bc = self.actor.bc_loss(batch["actions"], s, self.bc_mask(batch))
         q_pi = self.critic(c, self.actor.sample(s)).mean(0)
-        q_term = q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-6)
+        q_term = q_pi.mean()
+        if self.cfg.q_normalize:
+            q_term = q_term / q_pi.abs().mean().detach().clamp_min(1e-6)
         loss = w.beta * bc - w.eta * q_term
         return loss, {"actor/bc": bc.item(), "actor/q_pi": q_pi.mean().item()}
 
@@ -154,6 +185,8 @@ class ConRFTAgent(nn.Module):
             loss, info = self.critic_loss(batch, offline)
             gradient_step(self.critic_opt, loss, self.critic_params, self.cfg.grad_clip)
             self.critic.update_targets()
+            if self.encoders is not None:
+                self.encoders.update_critic_target(self.cfg.critic.tau)
         loss, actor_info = self.actor_loss(batch, offline)
         gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
         return {**info, **actor_info}
@@ -161,7 +194,30 @@ class ConRFTAgent(nn.Module):
     def update_bc(self, sample_batch) -> dict:
         """Imitation only (SFT, HG-DAgger): one actor step on the consistency BC loss; the critic is unused."""
         batch = sample_batch()
-        loss = self.actor.bc_loss(batch["actions"], self.actor_state(batch))
+        loss = self.actor.bc_loss(batch["actions"], self.actor_state(batch), self.bc_mask(batch))
         gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
         return {"actor/bc": loss.item()}
 
+
+    def diagnostics(self, batch: dict, with_critic: bool = True) -> dict:
+        """What the online stage's stability is read from, on a batch of demonstration states (frozen mode):
+        `mse` ||pi(s) - a||^2 per step (the released code's, the anchor of the executed action), the share of
+        each action dimension at |pi(s)| > 0.99, and the mean dQ/da at a = pi(s) per dimension."""
+        s, mask = self.actor_state(batch), batch["reward_mask"]
+        with torch.no_grad():
+            pi = self.actor.sample(s)
+        steps = mask.sum().clamp_min(1.0)
+        err = ((pi - batch["actions"]).pow(2).sum(-1) * mask).sum() / steps
+        info = {"diag/mse": err.item()}
+        saturated = ((pi.abs() > 0.99).float() * mask[..., None]).sum((0, 1)) / steps
+        info.update({f"diag/saturated_{d}": v for d, v in enumerate(saturated.tolist())})
+        if with_critic:
+            a = pi.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.critic(self.critic_state(batch), a).mean(0).sum(), a)
+            info.update({f"diag/dq_da_{d}": v for d, v in enumerate(grad.mean((0, 1)).tolist())})
+        return info
+
+    @torch.no_grad()
+    def q_pi(self, state: torch.Tensor) -> torch.Tensor:
+        """Mean over the ensemble of Q(s, pi(s)), (B,)."""
+        return self.critic(state, self.actor.sample(state)).mean(0)

@@ -8,13 +8,18 @@ a clean chunk:
     c_out(k)  = (k - kmin) * sd / sqrt(k^2 + sd^2)    -> 0 at k = kmin
 
 c_in(k) = 1 / sqrt(k^2 + sd^2) scales the network input to unit variance (as in EDM and consistency models;
-without it the noise at k = 80 drowns the embedding), with the Karras noise schedule of M levels between kmin = 0.002 and kmax = 80 (rho = 7), sd = sigma_data =
-0.5. Sampling is one step from pure noise a_K ~ N(0, kmax^2 I) (optionally multi-step), clipped to [-1, 1].
-The behaviour-cloning term of the Cal-ConRFT / HIL-ConRFT actor loss is the consistency BC loss
+without it the noise at k = 80 drowns the embedding), with the Karras noise schedule of M levels between
+kmin = 0.002 and kmax = 80 (rho = 7), sd = sigma_data = 0.5. Sampling is one step from pure noise
+a_K ~ N(0, kmax^2 I) (optionally multi-step), clipped to [-1, 1]. The behaviour-cloning term of the
+Cal-ConRFT / HIL-ConRFT actor loss is the consistency BC loss
 
-    L_BC = E_{m ~ U{1..M-1}, z ~ N(0, I)} [ w(k_m) * || f(a + k_m z, k_m) - a ||^2 ],   w(k) = 1/k^2 + 1/sd^2.
+    L_BC = E_{m ~ U{1..M-1}, z ~ N(0, I)} [ w(k_m) * mean_d (clip(f(a + k_m z, k_m), -1, 1) - a)_d^2 ],
+    w(k) = 1/k^2 + 1/sd^2,
 
-A chunk is H x 7 (H = 1 reproduces ConRFT exactly); the network sees it flattened.
+as the released ConRFT code computes it (mean over the action dimensions, the denoised output clipped inside the
+loss); `bc_reduction: sum` and `bc_clip: false` give the paper's ||f - a||^2. In a chunk, steps past the episode
+end (padding, `mask` 0) do not count, as in Q-chunking. A chunk is H x 7 (H = 1 reproduces ConRFT exactly); the
+network sees it flattened.
 """
 from __future__ import annotations
 
@@ -42,6 +47,8 @@ class ConsistencyConfig:
     num_layers: int = 2
     time_embed_dim: int = 16
     sample_steps: int = 1  # 1: one-step sampling; >1: multi-step consistency sampling
+    bc_reduction: str = "mean"  # over the chunk's dimensions: mean (released code) or sum (the paper's norm)
+    bc_clip: bool = True  # the denoised chunk clipped to [-1, 1] inside the BC loss (released code)
 
     def __post_init__(self) -> None:
         for name in ("horizon", "action_dim", "hidden_dim", "num_layers", "time_embed_dim", "sample_steps"):
@@ -53,6 +60,11 @@ class ConsistencyConfig:
             raise ValueError("consistency.sigma_min must be positive and below sigma_max")
         if self.sigma_data <= 0 or self.rho <= 0:
             raise ValueError("consistency.sigma_data and consistency.rho must be positive")
+        if self.bc_reduction not in ("mean", "sum"):
+            raise ValueError(f"consistency.bc_reduction must be mean or sum, got {self.bc_reduction!r}")
+        if self.sample_steps > self.num_levels - 1:
+            raise ValueError(f"consistency.sample_steps ({self.sample_steps}) must be below num_levels "
+                             f"({self.num_levels})")
 
 
 def karras_sigmas(cfg: ConsistencyConfig) -> torch.Tensor:
@@ -103,14 +115,29 @@ class ConsistencyHead(nn.Module):
         c_skip, c_out = boundary_scalings(k, self.cfg)
         return (c_skip[:, None] * flat + c_out[:, None] * out).reshape(a_k.shape)
 
-    def bc_loss(self, actions: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """Consistency BC loss, averaged over the batch; actions (B, H, A) from the data."""
+    def bc_loss(self, actions: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Consistency BC loss, averaged over the batch; actions (B, H, A) from the data, mask (B, H) 1 for the
+        chunk's real steps (None: all)."""
         m = torch.randint(1, self.cfg.num_levels, (len(actions),), device=actions.device)
         k = self.sigmas[m]
         a_m = actions + k[:, None, None] * torch.randn_like(actions)
         weight = 1.0 / k**2 + 1.0 / self.cfg.sigma_data**2
-        err = (self.denoise(a_m, k, emb) - actions).pow(2).flatten(1).sum(-1)
-        return (weight * err).mean()
+        denoised = self.denoise(a_m, k, emb)
+        if self.cfg.bc_clip:
+            denoised = denoised.clamp(-1.0, 1.0)
+        err = (denoised - actions).pow(2)  # (B, H, A)
+        mask = torch.ones(err.shape[:2], device=err.device) if mask is None else mask.to(err.dtype)
+        per_sample = (err * mask[..., None]).sum((1, 2))
+        if self.cfg.bc_reduction == "mean":
+            per_sample = per_sample / (mask.sum(1).clamp_min(1.0) * err.shape[2])
+        return (weight * per_sample).mean()
+
+    def levels(self, steps: int) -> list[int]:
+        """Schedule indices of the re-noising passes after the first (at the top level) in `steps`-step sampling:
+        evenly spaced strictly between the top level M-1 and the bottom level 0 (where f is the identity)."""
+        top = self.cfg.num_levels - 1
+        return sorted({min(top - 1, max(1, round(x))) for x in torch.linspace(top, 0, steps + 1)[1:-1].tolist()},
+                      reverse=True)
 
     def sample(self, emb: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Action chunks (B, H, A) in [-1, 1]: one step from N(0, kmax^2 I), or multi-step if steps > 1."""
@@ -119,7 +146,7 @@ class ConsistencyHead(nn.Module):
         k = torch.full((len(emb),), self.cfg.sigma_max, device=emb.device)
         a = self.denoise(self.cfg.sigma_max * torch.randn(shape, device=emb.device), k, emb)
         # Multi-step: re-noise to decreasing levels and denoise again (consistency-model sampling).
-        for idx in torch.linspace(self.cfg.num_levels - 1, 1, steps)[1:].round().long().tolist():
+        for idx in self.levels(steps):
             level = float(self.sigmas[idx])
             noise = math.sqrt(max(level**2 - self.cfg.sigma_min**2, 0.0)) * torch.randn(shape, device=emb.device)
             a = self.denoise(a.clamp(-1, 1) + noise, torch.full_like(k, level), emb)

@@ -7,18 +7,22 @@ Chunked TD target for a chunk of H actions starting at t, of which n <= H are re
 (m_k masks rewards past the episode end, d = 1 when the chunk reaches a terminal step). With H = 1 this is the
 ordinary one-step target of ConRFT.
 
-Cal-ConRFT's critic loss adds alpha times the calibrated conservative term of Cal-QL,
+Cal-ConRFT's critic loss adds alpha times the calibrated conservative term of Cal-QL, as the released ConRFT
+code computes it:
 
-    E_s[ logsumexp_j max(Q(s, a_j), V_mc(s)) - Q(s, a_data) ],
+    E_s[ logsumexp({max(Q(s, a_j), V_mc(s))}_j U {Q(s, a_data)}) - log(3N + 1) - Q(s, a_data) ],
 
-where the a_j are chunks drawn uniformly, from pi(s) and from pi(s'), and V_mc is the Monte-Carlo return of
-the data: Q-values below it are not pushed down further, so the critic stays calibrated to the data.
+where the a_j are N chunks drawn from each of uniform, pi(s) and pi(s'), and V_mc is the Monte-Carlo return of
+the data: Q-values below it are not pushed down further, so the critic stays calibrated to the data. Switches:
+`calql_bound: policy` bounds only pi(s) and pi(s') samples (the official Cal-QL code), `cql_include_data: false`
+leaves Q(s, a_data) out of the logsumexp.
 """
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -33,11 +37,13 @@ class CriticConfig:
     num_layers: int = 2
     gamma: float = 0.98  # per control step
     tau: float = 0.005  # Polyak rate of the target networks
-    cql_alpha: float = 0.01  # weight of the Cal-QL term
+    cql_alpha: float = 0.1  # weight of the Cal-QL term (released ConRFT: 0.1)
     # ConRFT drops the Cal-QL term online; Cal-QL itself keeps it while fine-tuning online. Against the H = 1
     # collapse after the offline -> online switch it was measured to be no cure (results/README.md).
     cql_online: bool = False
-    cql_num_samples: int = 4  # sampled chunks per source (uniform, pi(s), pi(s')) in the logsumexp
+    cql_num_samples: int = 10  # sampled chunks per source (uniform, pi(s), pi(s')) in the logsumexp
+    calql_bound: Literal["all", "policy"] = "all"  # which samples the MC return bounds (ConRFT: all)
+    cql_include_data: bool = True  # Q(s, a_data) inside the logsumexp (ConRFT, CQL)
 
     def __post_init__(self) -> None:
         if self.ensemble_size < 1 or self.hidden_dim < 1 or self.num_layers < 1 or self.cql_num_samples < 1:
@@ -92,12 +98,17 @@ def chunked_td_target(rewards, reward_mask, discount, done, next_value, gamma: f
     return (rewards * reward_mask * powers).sum(-1) + discount * (1.0 - done) * next_value
 
 
-def calql_penalty(q_data: torch.Tensor, q_sampled: torch.Tensor, mc_return: torch.Tensor) -> torch.Tensor:
+def calql_penalty(q_data: torch.Tensor, q_sampled: torch.Tensor, mc_return: torch.Tensor,
+                  bounded: torch.Tensor | None = None, include_data: bool = True) -> torch.Tensor:
     """Cal-QL conservative term, averaged over ensemble and batch.
 
-    q_data: (E, B) Q at the dataset chunk; q_sampled: (E, B, N) Q at N sampled chunks; mc_return: (B,).
-    Sampled Q-values are lower-bounded by the Monte-Carlo return before the logsumexp (the calibration).
-    log N is subtracted (a constant: gradients are unchanged) so the term is 0 when every Q equals Q_data.
+    q_data: (E, B) Q at the dataset chunk; q_sampled: (E, B, N) Q at N sampled chunks; mc_return: (B,);
+    bounded: (N,) bool, the samples lower-bounded by the Monte-Carlo return before the logsumexp (None: all).
+    log of the number of terms is subtracted (a constant: gradients are unchanged) so the term is 0 when every
+    Q equals Q_data.
     """
-    bounded = torch.maximum(q_sampled, mc_return[None, :, None])
-    return (torch.logsumexp(bounded, dim=-1) - math.log(q_sampled.shape[-1]) - q_data).mean()
+    lower = torch.maximum(q_sampled, mc_return[None, :, None])
+    q = lower if bounded is None else torch.where(bounded, lower, q_sampled)
+    if include_data:
+        q = torch.cat([q, q_data[..., None]], dim=-1)
+    return (torch.logsumexp(q, dim=-1) - math.log(q.shape[-1]) - q_data).mean()

@@ -7,11 +7,14 @@ the camera frames instead (each once, see `conrft_core.data.replay`) and every u
     critic state  s_Q  = [CNN_Q(shift(o_t)), normalise(proprio_t)]            the critic's own image encoder
 
 The critic's encoder is a small CNN of its own with random-shift augmentation (DrQ), trained by the critic
-loss only; the actor's Q term reaches the backbone through pi(s_pi), never the critic's encoder. The
+loss only; the actor's Q term reaches the backbone through pi(s_pi), never the critic's encoder. The TD
+bootstrap encodes s' with a Polyak-averaged target copy of that encoder (as DrQ does), following the critic's
+own target networks (`target_encoder: false` bootstraps through the live encoder instead). The
 normalisation is fixed from the demonstrations' features under the pretrained weights, as in frozen mode.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,7 @@ class EncoderConfig:
     critic_channels: int = 32  # conv width of the critic's CNN
     critic_dim: int = 64  # per-camera feature size of the critic's CNN
     shift_pad: int = 4  # random shift of up to +-shift_pad pixels (DrQ); 0 disables it
+    target_encoder: bool = True  # the bootstrap encodes s' with a target copy of the critic's encoder
 
     def __post_init__(self) -> None:
         if self.backbone_lr <= 0 or self.critic_channels < 1 or self.critic_dim < 1 or self.shift_pad < 0:
@@ -81,6 +85,7 @@ class FinetuneEncoders(nn.Module):
         self.actor_dim = vla.feature_dim
         bb = vla.cfg.backbone
         self.critic = CriticImageEncoder(bb.cameras, bb.proprio_dim, cfg)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.register_buffer("actor_mean", torch.zeros(self.actor_dim))
         self.register_buffer("actor_std", torch.ones(self.actor_dim))
         self.register_buffer("proprio_mean", torch.zeros(bb.proprio_dim))
@@ -94,9 +99,16 @@ class FinetuneEncoders(nn.Module):
     def actor_state(self, obs: dict) -> torch.Tensor:
         return ((self.raw_actor(obs) - self.actor_mean) / self.actor_std).clamp(-10.0, 10.0)
 
-    def critic_state(self, obs: dict) -> torch.Tensor:
+    def critic_state(self, obs: dict, target: bool = False) -> torch.Tensor:
         proprio = ((obs["proprio"][:, -1] - self.proprio_mean) / self.proprio_std).clamp(-10.0, 10.0)
-        return self.critic(obs["images"], proprio)
+        encoder = self.critic_target if target and self.cfg.target_encoder else self.critic
+        return encoder(obs["images"], proprio)
+
+    @torch.no_grad()
+    def update_critic_target(self, tau: float) -> None:
+        """Polyak averaging of the critic encoder's target copy, at the critic's rate."""
+        for p_t, p in zip(self.critic_target.parameters(), self.critic.parameters()):
+            p_t.lerp_(p, tau)
 
     @torch.no_grad()
     def fit_normalization(self, episodes: list[Episode]) -> None:

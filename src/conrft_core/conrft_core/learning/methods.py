@@ -7,10 +7,16 @@
     hil_conrft   Cal-ConRFT (H = 1, or chunks)             HIL-ConRFT on 50/50 demo+intervention / online batches
     hg_dagger    consistency BC                            BC on the demo buffer (demos + interventions)
     hil_serl     -                                         SAC on 50/50 batches (RLPD), no BC term
+
+Seeds come in two splits that never overlap: settings are chosen by looking at validation runs, numbers are
+reported from test runs that no choice looked at. A split is a range of run seeds (`train.seed`: model
+initialisation, the human's and the training episodes' randomness) and a first evaluation-episode seed; training
+episodes draw their seeds below every evaluation range.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from conrft_core.learning.agent import AgentConfig
 from conrft_core.learning.finetune import EncoderConfig
@@ -49,7 +55,11 @@ class TrainConfig:
     eval_episodes: int = 20
     eval_every_steps: int = 1000
     unseen_eval_episodes: int = 0  # final evaluation on the unseen object range
-    eval_seed: int = 1_000_000  # evaluation seeds eval_seed + i never overlap training seeds (< eval_seed)
+    split: Literal["validation", "test"] = "validation"  # which seed ranges this run belongs to
+    validation_seeds: tuple[int, int] = (0, 99)  # train.seed of validation runs (inclusive)
+    test_seeds: tuple[int, int] = (200, 299)  # train.seed of test runs
+    eval_seed: int = 1_000_000  # validation evaluation episodes: seeds eval_seed + i
+    test_eval_seed: int = 3_000_000  # test evaluation episodes: seeds test_eval_seed + i
     checkpoint_every_updates: int = 1000  # offline stage
     checkpoint_every_steps: int = 1000  # online stage (at the end of the episode that crosses it)
     device: str = "auto"  # auto: cuda when available, else cpu
@@ -77,8 +87,36 @@ class TrainConfig:
             raise ValueError(f"train.updates_per_env_step must be >= 0, got {self.updates_per_env_step}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda[:N], got {self.device!r}")
+        self._check_split()
         if not self.success_key:
             raise ValueError("train.success_key must name the env's info entry for success (e.g. 'success')")
+
+    def _check_split(self) -> None:
+        (vlo, vhi), (tlo, thi) = self.validation_seeds, self.test_seeds
+        if vlo > vhi or tlo > thi:
+            raise ValueError("train.validation_seeds and train.test_seeds are [first, last] ranges (first <= last)")
+        if vlo <= thi and tlo <= vhi:
+            raise ValueError(f"train.validation_seeds {list(self.validation_seeds)} and train.test_seeds "
+                             f"{list(self.test_seeds)} overlap: a seed used to choose settings cannot report them")
+        n = max(self.eval_episodes, self.unseen_eval_episodes, 1)
+        if self.eval_seed < self.test_eval_seed + n and self.test_eval_seed < self.eval_seed + n:
+            raise ValueError(f"the evaluation episodes of the two splits overlap: train.eval_seed {self.eval_seed} "
+                             f"and train.test_eval_seed {self.test_eval_seed} must be at least {n} apart")
+        lo, hi = self.validation_seeds if self.split == "validation" else self.test_seeds
+        if not lo <= self.seed <= hi:
+            other = "test" if self.split == "validation" else "validation"
+            raise ValueError(f"train.seed {self.seed} is not a {self.split} seed (train.{self.split}_seeds: "
+                             f"[{lo}, {hi}]); pick one in that range, or set train.split: {other} if it is one")
+
+    @property
+    def evaluation_seed(self) -> int:
+        """First evaluation-episode seed of this run's split."""
+        return self.eval_seed if self.split == "validation" else self.test_eval_seed
+
+    @property
+    def training_seed_limit(self) -> int:
+        """Training episodes (demonstrations, online rollouts) draw their seeds below this: no evaluation seed."""
+        return min(self.eval_seed, self.test_eval_seed)
 
     @property
     def horizon(self) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from conrft_core.checkpoint import CheckpointError, load_checkpoint, load_into
 from conrft_core.config import ConfigError, from_dict
@@ -59,15 +60,20 @@ class Policy:
         return {**{f"agent/{k}": v for k, v in self.agent.state_dict().items()},
                 "features/mean": self.mean, "features/std": self.std}
 
+    def _acting(self) -> nn.ModuleDict:
+        return nn.ModuleDict(self.agent.acting_modules())
+
     def actor_tensors(self) -> dict[str, torch.Tensor]:
-        """What acting needs (the learner broadcasts these to the policy node): actor and normalisation."""
-        return {**{f"actor/{k}": v for k, v in self.agent.actor.state_dict().items()},
+        """What acting needs (the learner broadcasts these to the policy node): the agent's acting modules
+        ('actor/...', and HIL-SERL's 'gripper/...') and the normalisation."""
+        return {**{k.replace(".", "/", 1): v for k, v in self._acting().state_dict().items()},
                 "features/mean": self.mean, "features/std": self.std}
 
     def load_actor(self, tensors: dict[str, torch.Tensor], source: str) -> None:
         """Inverse of `actor_tensors`, all-or-nothing like `load`."""
         self._check_normalization(tensors, source)
-        load_into(self.agent.actor, tensors, prefix="actor/", source=source)
+        acting = {k.replace("/", ".", 1): v for k, v in tensors.items() if not k.startswith("features/")}
+        load_into(self._acting(), acting, source=source)
         self.mean, self.std = tensors["features/mean"].to(self.device), tensors["features/std"].to(self.device)
 
     def _check_normalization(self, tensors: dict[str, torch.Tensor], source: str) -> None:

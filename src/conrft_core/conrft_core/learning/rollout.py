@@ -140,16 +140,18 @@ def rollout(env, featurizer: Featurizer, act: Callable[[np.ndarray], np.ndarray]
 def human_segments(ep: Episode, feats: np.ndarray) -> list[tuple[Episode, np.ndarray]]:
     """Maximal runs of human-driven steps as episodes of their own, for the demo buffer (ConRFT, HIL-SERL).
 
-    A run ending mid-episode is truncated (its last observation is bootstrapped); one ending the episode
-    keeps the episode's terminal flag.
+    A step the node held for safety (`Episode.held`) is nobody's demonstration: it ends a run. A run ending
+    mid-episode is truncated (its last observation is bootstrapped); one ending the episode keeps the episode's
+    terminal flag.
     """
+    human = ep.demonstrated
     out, t = [], 0
     while t < ep.length:
-        if not ep.intervened[t]:
+        if not human[t]:
             t += 1
             continue
         end = t
-        while end < ep.length and ep.intervened[end]:
+        while end < ep.length and human[end]:
             end += 1
         last = end == ep.length
         seg = Episode(

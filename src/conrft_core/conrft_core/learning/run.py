@@ -15,9 +15,11 @@ import torch
 
 from conrft_core.data.episode import Episode
 from conrft_core.data.replay import ReplayBuffer, sample_mixed
+from conrft_core.learning.agent import ConRFTAgent
 from conrft_core.learning.finetune import FinetuneEncoders
 from conrft_core.learning.methods import METHODS, TrainConfig
 from conrft_core.learning.policy import Policy, build_agent, resolve_device
+from conrft_core.learning.rollout import human_segments
 from conrft_core.learning.runlog import RunLog
 
 
@@ -49,6 +51,7 @@ class TrainRun:
         self.update_seconds = self.rollout_seconds = 0.0
         self.curve: list[dict] = []
         self.on_update: Callable[[int], None] | None = None  # e.g. the learner node's weight broadcast
+        self._diag_rng = np.random.default_rng(cfg.seed + 1_000_003)  # diagnostics only, never checkpointed
 
     def make_buffer(self) -> ReplayBuffer:
         """Frozen mode: one feature vector per observation, no frames. Full fine-tuning: the frames (with the
@@ -65,11 +68,13 @@ class TrainRun:
         buffer.add_episode(ep, embeddings=feats if self.encoders is None else None)
 
     def add_demos(self, demos: list[tuple[Episode, np.ndarray]]) -> None:
-        """Store demonstrations (episode, features) and fix the feature normalisation from them."""
+        """Store demonstrations (episode, features) and fix the feature normalisation from them. Steps a recording
+        node held for safety (nobody drove) are left out: the human's runs between them are stored."""
         if not demos:
             raise ValueError("no demonstrations: training needs at least one successful demonstration episode")
         for ep, feats in demos:
-            self.add(self.demo_buffer, ep, feats)
+            for seg in human_segments(ep, feats) if ep.held is not None else [(ep, feats)]:
+                self.add(self.demo_buffer, *seg)
         if self.encoders is None:
             self.policy.fit_normalization(np.concatenate([f for _, f in demos]))
         else:
@@ -106,4 +111,20 @@ class TrainRun:
         self.updates += 1
         if self.on_update is not None:
             self.on_update(self.updates)
+        return info
+
+    def diagnostics(self, ep: Episode | None = None, feats: np.ndarray | None = None) -> dict:
+        """`ConRFTAgent.diagnostics` on a fresh demo batch and, for an online episode, the mean over its steps of
+        Q(s_t, pi(s_t)) and of the discounted return that followed s_t. Frozen-mode consistency agents only; its
+        own random streams, so logging never changes what is trained."""
+        if self.encoders is not None or not isinstance(self.agent, ConRFTAgent) or len(self.demo_buffer) == 0:
+            return {}
+        with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
+            sample = self.demo_buffer.sample(self.cfg.batch_size, self.cfg.horizon, self.cfg.gamma, self._diag_rng)
+            info = self.agent.diagnostics(self.batch(sample), with_critic=not self.method.imitation)
+            if ep is not None and not self.method.imitation:
+                discounts = self.cfg.gamma ** np.arange(ep.length)
+                returns = [float((ep.rewards[t:] * discounts[:ep.length - t]).sum()) for t in range(ep.length)]
+                q = self.agent.q_pi(self.policy.normalize(feats[:-1]))
+                info.update({"diag/q_pi_episode": q.mean().item(), "diag/return_episode": float(np.mean(returns))})
         return info

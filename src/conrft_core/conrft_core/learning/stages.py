@@ -12,8 +12,8 @@
                      hil_conrft              HIL-ConRFT losses on 50/50 demo/online batches (RLPD)
                      hg_dagger               consistency BC on the demo buffer (demos + interventions)
                      hil_serl                SAC on 50/50 batches (conrft_core.learning.sac); no offline stage
-    evaluation     success rate and mean length on fixed seeds (>= eval_seed) that training never uses, with
-                   no human; at the end also on the unseen object range
+    evaluation     success rate and mean length on the split's fixed evaluation seeds, which training never
+                   uses, with no human; at the end also on the unseen object range
 
 Every stage resumes from the run's progress counters (offline: at that update; online: after that episode), so
 a run restored by `conrft_core.learning.resume.restore_run` continues where its last checkpoint left it.
@@ -62,9 +62,12 @@ def offline_stage(run: TrainRun) -> None:
         info = run.update(sample, offline=True)
         run.offline_done += 1
         if run.offline_done % 100 == 0:
-            run.log.scalars("offline", run.offline_done, info)
+            run.log.scalars("offline", run.offline_done, {**info, **run.diagnostics()})
         if run.offline_done % run.cfg.checkpoint_every_updates == 0:
             save_run(run)
+    if todo > 0 and run.method.online and not run.method.sac and run.cfg.agent.fresh_online_optimizers:
+        run.agent.reset_optimizers()  # HIL-ConRFT starts from the offline weights with new Adam state
+        save_run(run)
 
 
 def online_stage(run: TrainRun, env, featurizer: Featurizer, human: Human) -> None:
@@ -75,7 +78,7 @@ def online_stage(run: TrainRun, env, featurizer: Featurizer, human: Human) -> No
     bar = tqdm(total=cfg.online_env_steps, initial=run.env_steps, desc=f"online {cfg.method}", unit="step",
                disable=not run.progress, mininterval=2.0)
     while run.env_steps < cfg.online_env_steps:
-        seed = int(run.rng.integers(cfg.eval_seed))  # training seeds stay below the evaluation seeds
+        seed = int(run.rng.integers(cfg.training_seed_limit))  # training seeds stay below the evaluation seeds
         start = time.perf_counter()
         ep, feats = rollout(env, featurizer, run.policy, seed=seed, episode_id=run.episodes, human=human,
                             success_key=cfg.success_key)
@@ -109,7 +112,7 @@ def learn_from_episode(run: TrainRun, ep: Episode, feats: np.ndarray) -> dict:
         info = run.update(sample, offline=False)
     run.log.scalars("episode", run.env_steps, {"success": ep.success, "length": ep.length,
                                                "intervention_rate": float(ep.intervened.mean())})
-    run.log.scalars("online", run.env_steps, info)
+    run.log.scalars("online", run.env_steps, {**info, **run.diagnostics(ep, feats)})
     return info
 
 
@@ -118,7 +121,8 @@ def evaluate_policy(run: TrainRun, env, featurizer: Featurizer, unseen: bool = F
     """No human, fixed seeds; appended to the learning curve unless `unseen`."""
     act = lambda feats: run.policy(feats, deterministic=True)  # noqa: E731
     n = run.cfg.eval_episodes if episodes is None else episodes
-    result = evaluate(env, featurizer, act, n, run.cfg.eval_seed, unseen=unseen, success_key=run.cfg.success_key)
+    result = evaluate(env, featurizer, act, n, run.cfg.evaluation_seed, unseen=unseen,
+                      success_key=run.cfg.success_key)
     group = "eval_unseen" if unseen else "eval"
     run.log.scalars(group, run.env_steps, result)
     run.log.info(f"[{group}] online steps {run.env_steps}: success {result['success_rate']:.0%} "
