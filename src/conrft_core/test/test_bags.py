@@ -1,5 +1,7 @@
 """Demonstration bags: write -> read round trip, independent MCAP decoding, and bad-input errors."""
+import glob
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +50,9 @@ def test_round_trip(tmp_path):
     write_bag(tmp_path / "bag", eps)
     meta = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == 8 and meta["storage_identifier"] == "mcap"
+    # Named as `ros2 bag record` names it, visible to a shell glob (which skips dot files).
+    assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == ["bag_0.mcap", "metadata.yaml"]
+    assert meta["relative_file_paths"] == ["bag_0.mcap"] and [f["path"] for f in meta["files"]] == ["bag_0.mcap"]
     back = read_episodes(tmp_path / "bag")
     assert [e.episode_id for e in back] == [0, 1]
     for a, b in zip(eps, back):
@@ -67,7 +72,7 @@ def test_independent_mcap_decoder_and_type_hash(tmp_path):
     rng = np.random.default_rng(1)
     ep = make_episode(7, 4, rng)
     write_bag(tmp_path / "bag", [ep])
-    mcap = next((tmp_path / "bag").glob("*.mcap"))
+    (mcap,) = map(Path, glob.glob(str(tmp_path / "bag" / "*.mcap")))  # as a tool globbing the folder finds it
     with open(mcap, "rb") as f:  # decoded by mcap-ros2-support from the schemas in the file, not by rosbags
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         msgs = [m for _, _, _, m in reader.iter_decoded_messages(topics=[TRANSITIONS_TOPIC])]

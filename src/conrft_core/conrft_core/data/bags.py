@@ -86,6 +86,12 @@ class EpisodeBagWriter:
         if exc_type is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             return
+        # The storage file is named after the temporary folder: give it the name `ros2 bag record` writes
+        # (NAME_0.mcap) and point the metadata at it, then move the finished bag into place.
+        written, final = self._tmp / f"{self._tmp.name}.mcap", f"{self.path.name}_0.mcap"
+        written.rename(self._tmp / final)
+        metadata = self._tmp / "metadata.yaml"
+        metadata.write_text(metadata.read_text().replace(written.name, final))
         shutil.rmtree(self.path, ignore_errors=True)
         self._tmp.rename(self.path)
 
