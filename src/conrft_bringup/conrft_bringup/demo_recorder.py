@@ -209,6 +209,9 @@ def key_loop(node: DemoRecorder, stop: threading.Event) -> None:
 def main(args=None) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt_main_thread()
+    # Made before the node: a Ctrl-C from the node's first log line on must reach the loop below, which finishes
+    # the bag (setting up there left a window in which the interrupt skipped `finish`).
+    executor = SingleThreadedExecutor()
     try:
         node = DemoRecorder()
     except (ConfigError, ValueError) as exc:
@@ -217,13 +220,12 @@ def main(args=None) -> int:
         return 1
     stop = threading.Event()
     keys = None
-    if interactive_stdin():
-        keys = threading.Thread(target=key_loop, args=(node, stop), daemon=True)
-        keys.start()
-        node.get_logger().info("keys: r = start/stop recording, q = finish and exit")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     try:
+        executor.add_node(node)
+        if interactive_stdin():
+            keys = threading.Thread(target=key_loop, args=(node, stop), daemon=True)
+            keys.start()
+            node.get_logger().info("keys: r = start/stop recording, q = finish and exit")
         while rclpy.ok() and not node.done:
             executor.spin_once(timeout_sec=SPIN_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException):

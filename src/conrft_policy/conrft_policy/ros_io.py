@@ -57,16 +57,16 @@ def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecut
     `make_executor` is called after init (executors need the context)."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt_main_thread()
+    executor = make_executor()  # before the node, so a Ctrl-C from its first log line on reaches the loop below
     try:
         node = make_node()
     except (ValueError, FileNotFoundError) as exc:  # ConfigError, CheckpointError, ... are ValueErrors
         print(f"{name}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
-    executor = make_executor()
-    executor.add_node(node)
     code = 0
     try:
+        executor.add_node(node)
         while rclpy.ok():
             executor.spin_once(timeout_sec=SPIN_PERIOD)
     except SystemExit as exc:
