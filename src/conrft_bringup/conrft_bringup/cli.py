@@ -150,12 +150,11 @@ def cmd_bench(args) -> int:
     tasks = args.tasks.split(",") if args.tasks else TASKS
     methods = args.methods.split(",") if args.methods else tuple(METHOD_OVERRIDES)
     overrides = {**_overrides(args.set), "train.split": args.split}
-    # The runs take the split's first seeds; the config names the ranges (train.validation_seeds, test_seeds).
-    train = {**load_yaml(args.config).get("train", {}),
-             **{k.split(".", 1)[1]: v for k, v in overrides.items() if k.count(".") == 1 and k.startswith("train.")}}
-    valid_seed = list(train.get("validation_seeds", TrainConfig.validation_seeds))[0]
-    ranges = from_dict(TrainConfig, {**train, "seed": valid_seed, "split": "validation"}, "train")
-    first = (ranges.validation_seeds if args.split == "validation" else ranges.test_seeds)[0]
+    # The runs take the split's first seeds (train.validation_seeds / test_seeds: the config's, or the defaults);
+    # each run's config then checks its seed against the split.
+    key = f"{args.split}_seeds"
+    seeds = load_yaml(args.config).get("train", {}).get(key, getattr(TrainConfig, key))
+    first = overrides.get(f"train.{key}", seeds)[0]
     summary = run_benchmark(args.config, args.out, tasks, methods, range(first, first + args.seeds),
                             horizon=args.horizon, overrides=overrides, progress=not args.quiet, jobs=args.jobs)
     print((args.out / "summary.md").read_text())

@@ -35,7 +35,7 @@ from conrft_core.data.bags import DISTROS, TRANSITION_TYPE, TRANSITIONS_TOPIC, B
 from conrft_core.data.transitions import EpisodeAssembler, TransitionError
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
-from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.robot.spaces import TRANSITION_DIMS
 from conrft_interfaces.msg import Transition
 
 # The policy node's publisher QoS: reliable, keep-all, so no step of an episode is lost.
@@ -97,7 +97,7 @@ class DemoRecorder(Node):
                 return
             if eid not in self.pending:
                 self.get_logger().info(f"episode {eid}: recording from step {msg.step}")
-                self.pending[eid] = (EpisodeAssembler(TRANSITIONS_TOPIC, dims=(ACTION_DIM, PROPRIO_DIM)), {})
+                self.pending[eid] = (EpisodeAssembler(TRANSITIONS_TOPIC, dims=TRANSITION_DIMS), {})
             asm, steps = self.pending[eid]
             steps[int(msg.step)] = (bytes(raw), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
             try:

@@ -18,7 +18,7 @@ from conrft_core.data.bags import (
     read_episodes,
 )
 from conrft_core.data.episode import Episode
-from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
 
 
 def make_episode(eid, length, rng, success=True):
@@ -134,4 +134,4 @@ def test_incomplete_episode_skipped_and_wrong_action_dim(tmp_path):
                 final_images=[], final_proprio=bad.proprio[t + 1] if t == 1 else np.zeros(0, np.float32)), t)
     assert read_episodes(tmp_path / "dims")[0].actions.shape == (2, 6)  # a reader that does not know the robot
     with pytest.raises(BagError, match="6-D action; this robot's actions are 7-D"):
-        read_episodes(tmp_path / "dims", dims=(ACTION_DIM, PROPRIO_DIM))
+        read_episodes(tmp_path / "dims", dims=TRANSITION_DIMS)

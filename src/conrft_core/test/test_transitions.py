@@ -12,7 +12,7 @@ from conrft_core.data.transitions import (
     episode_from_transitions,
     image_to_array,
 )
-from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
 
 H, W = 4, 5
 
@@ -144,7 +144,7 @@ def test_typestore_messages_assemble_too():
     ("action", np.array([0, 0, np.nan, 0, 0, 0, 1], np.float32), r"episode 4 step 1 has a non-finite action"),
 ])
 def test_check_transition_names_the_field(field, value, expected):
-    dims = (ACTION_DIM, PROPRIO_DIM)
+    dims = TRANSITION_DIMS
     msg = transition(4, 1, 3)
     check_transition(msg, "test", dims)  # the unmodified message is fine
     setattr(msg, field, value)

@@ -49,7 +49,7 @@ from conrft_core.learning.stages import learn_from_episode, offline_stage
 from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
-from conrft_core.robot.spaces import ACTION_DIM, PROPRIO_DIM
+from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
 from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import PolicyWeights, Transition
 
@@ -99,7 +99,7 @@ class LearnerNode(Node):
         self.run = TrainRun(cfg, self.featurizer.dim, PROPRIO_DIM, run_dir=self.run_dir, log=self.log, meta=meta,
                             progress=False)
         self.journal = TransitionJournal(self.run_dir / "journal")
-        self.assembler = EpisodeAssembler(p["transitions_topic"], dims=(ACTION_DIM, PROPRIO_DIM))
+        self.assembler = EpisodeAssembler(p["transitions_topic"], dims=TRANSITION_DIMS)
         self.episodes: queue.Queue = queue.Queue()
         self.received = 0
         self.version = 0
@@ -123,7 +123,7 @@ class LearnerNode(Node):
     def _load_demos(self, bags: list[str]) -> None:
         demos = []
         for bag in bags:
-            episodes = read_episodes(bag, dims=(ACTION_DIM, PROPRIO_DIM))
+            episodes = read_episodes(bag, dims=TRANSITION_DIMS)
             good = [ep for ep in episodes if ep.success]
             if not good:
                 raise BagError(f"bag {bag} holds {len(episodes)} episodes but no successful one; record "
@@ -178,7 +178,7 @@ class LearnerNode(Node):
                 self._check_stop()
                 try:
                     ep = episode_from_transitions(self.episodes.get(timeout=0.5), self.params["transitions_topic"],
-                                                  (ACTION_DIM, PROPRIO_DIM))
+                                                  TRANSITION_DIMS)
                 except queue.Empty:
                     continue
                 learn_from_episode(tr, ep, self.featurizer.episode_features(ep))

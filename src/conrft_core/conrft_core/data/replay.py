@@ -31,6 +31,14 @@ from conrft_core.data.episode import Episode
 FORMAT = "conrft-replay-v1"
 
 
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """Monte-Carlo returns G_k = r_k + gamma G_{k+1} with G_T = 0, for k = 0..T (T + 1 values, the last 0)."""
+    g = np.zeros(len(rewards) + 1)
+    for k in range(len(rewards) - 1, -1, -1):
+        g[k] = rewards[k] + gamma * g[k + 1]
+    return g.astype(np.float32)
+
+
 class ReplayBuffer:
     """Ring of `capacity` observation slots holding whole episodes.
 
@@ -99,7 +107,7 @@ class ReplayBuffer:
                     action=np.concatenate([ep.actions, np.zeros_like(ep.actions[:1])]),
                     reward=np.append(ep.rewards, 0.0),
                     intervened=np.append(ep.intervened, False),
-                    mc_return=self._mc_returns(ep.rewards),
+                    mc_return=discounted_returns(ep.rewards, self.gamma),
                     step=np.arange(T + 1),
                     ep_len=np.full(T + 1, T),
                     terminated=np.full(T + 1, ep.terminated))
@@ -121,13 +129,6 @@ class ReplayBuffer:
         self._filled = max(self._filled, min(self._next + T + 1, self.capacity))
         self._next = (self._next + T + 1) % self.capacity
         self._valid = None
-
-    def _mc_returns(self, rewards: np.ndarray) -> np.ndarray:
-        """G_k = r_k + gamma G_{k+1} with G_T = 0, for k = 0..T (the final slot's G_T = 0)."""
-        g = np.zeros(len(rewards) + 1)
-        for k in range(len(rewards) - 1, -1, -1):
-            g[k] = rewards[k] + self.gamma * g[k + 1]
-        return g.astype(np.float32)
 
     # ----------------------------------------------------------------------------------------------- sizes
     def __len__(self) -> int:

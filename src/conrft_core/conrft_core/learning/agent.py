@@ -198,7 +198,6 @@ class ConRFTAgent(nn.Module):
         gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
         return {"actor/bc": loss.item()}
 
-
     def diagnostics(self, batch: dict, with_critic: bool = True) -> dict:
         """What the online stage's stability is read from, on a batch of demonstration states (frozen mode):
         `mse` ||pi(s) - a||^2 per step (the released code's, the anchor of the executed action), the share of

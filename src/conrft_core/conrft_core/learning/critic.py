@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from conrft_core.learning.nets import mlp
+from conrft_core.learning.nets import mlp, polyak
 
 
 @dataclass
@@ -82,11 +82,9 @@ class ChunkedCritic(nn.Module):
         """min_i Qbar_i(s, a), (B,): the clipped double-Q bootstrap value."""
         return self._q(self.targets, state, chunk).min(0).values
 
-    @torch.no_grad()
     def update_targets(self) -> None:
         """Polyak averaging: Qbar <- (1 - tau) Qbar + tau Q."""
-        for p_t, p in zip(self.targets.parameters(), self.members.parameters()):
-            p_t.lerp_(p, self.cfg.tau)
+        polyak(self.targets, self.members, self.cfg.tau)
 
 
 def chunked_td_target(rewards, reward_mask, discount, done, next_value, gamma: float) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conrft_core.data.episode import Episode
+from conrft_core.learning.nets import polyak
 from conrft_core.learning.vla import VLA, VLAFeaturizer
 
 
@@ -104,11 +105,9 @@ class FinetuneEncoders(nn.Module):
         encoder = self.critic_target if target and self.cfg.target_encoder else self.critic
         return encoder(obs["images"], proprio)
 
-    @torch.no_grad()
     def update_critic_target(self, tau: float) -> None:
         """Polyak averaging of the critic encoder's target copy, at the critic's rate."""
-        for p_t, p in zip(self.critic_target.parameters(), self.critic.parameters()):
-            p_t.lerp_(p, tau)
+        polyak(self.critic_target, self.critic, tau)
 
     @torch.no_grad()
     def fit_normalization(self, episodes: list[Episode]) -> None:

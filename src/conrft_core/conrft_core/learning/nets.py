@@ -18,6 +18,13 @@ def mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(*blocks)
 
 
+@torch.no_grad()
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Target networks follow their source: theta_bar <- (1 - tau) theta_bar + tau theta."""
+    for p_t, p in zip(target.parameters(), source.parameters()):
+        p_t.lerp_(p, tau)
+
+
 def gradient_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
     """zero_grad, backward, clip the global gradient norm, step."""
     opt.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from conrft_core.data.episode import Episode
-from conrft_core.data.replay import ReplayBuffer, sample_mixed
+from conrft_core.data.replay import ReplayBuffer, discounted_returns, sample_mixed
 from conrft_core.learning.agent import ConRFTAgent
 from conrft_core.learning.finetune import FinetuneEncoders
 from conrft_core.learning.methods import METHODS, TrainConfig
@@ -123,8 +123,7 @@ class TrainRun:
             sample = self.demo_buffer.sample(self.cfg.batch_size, self.cfg.horizon, self.cfg.gamma, self._diag_rng)
             info = self.agent.diagnostics(self.batch(sample), with_critic=not self.method.imitation)
             if ep is not None and not self.method.imitation:
-                discounts = self.cfg.gamma ** np.arange(ep.length)
-                returns = [float((ep.rewards[t:] * discounts[:ep.length - t]).sum()) for t in range(ep.length)]
+                returns = discounted_returns(ep.rewards, self.cfg.gamma)[:-1]
                 q = self.agent.q_pi(self.policy.normalize(feats[:-1]))
-                info.update({"diag/q_pi_episode": q.mean().item(), "diag/return_episode": float(np.mean(returns))})
+                info.update({"diag/q_pi_episode": q.mean().item(), "diag/return_episode": float(returns.mean())})
         return info

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from conrft_core.learning.critic import ChunkedCritic, CriticConfig, chunked_td_target
-from conrft_core.learning.nets import gradient_step, mlp
+from conrft_core.learning.nets import gradient_step, mlp, polyak
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 GRIPPER_COMMANDS = (-1.0, 1.0)  # close, open
@@ -106,10 +106,8 @@ class GripperCritic(nn.Module):
         td = (g - y).pow(2).mean()
         return td, {"gripper/td": td.item(), "gripper/q_mean": g.mean().item()}
 
-    @torch.no_grad()
     def update_target(self) -> None:
-        for p_t, p in zip(self.target.parameters(), self.net.parameters()):
-            p_t.lerp_(p, self.cfg.critic.tau)
+        polyak(self.target, self.net, self.cfg.critic.tau)
 
 
 class SACAgent(nn.Module):

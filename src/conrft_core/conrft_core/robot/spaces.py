@@ -19,6 +19,7 @@ from scipy.spatial.transform import Rotation
 
 ACTION_DIM = 7
 PROPRIO_DIM = 19
+TRANSITION_DIMS = (ACTION_DIM, PROPRIO_DIM)  # the `dims` the data readers check this stack's Transitions against
 PROPRIO_NAMES = [
     "pos_x", "pos_y", "pos_z",
     "rot_x", "rot_y", "rot_z",
