@@ -38,7 +38,8 @@ def train(offline_weights, steps=200):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     cfg = AgentConfig(consistency=ConsistencyConfig(hidden_dim=64), critic=CriticConfig(hidden_dim=64, cql_num_samples=2),
-                      offline=offline_weights, actor_lr=1e-3, critic_lr=1e-3, critic_updates_per_actor=1)
+                      offline=offline_weights, actor_lr=1e-3, critic_lr=1e-3, critic_updates_per_actor=1,
+                      action_anchor=0.0)  # the released loss: the anchor would hold the actor on the demos
     agent = ConRFTAgent(state_dim=2, cfg=cfg)
     for _ in range(steps):
         info = agent.update(lambda: toy_batch(64, g), offline=True)
@@ -157,3 +158,54 @@ def test_the_discrete_gripper_critic_learns_which_command_pays():
     assert "gripper/td" in info and info["gripper/td"] < 0.1
     acted = agent.act(torch.tensor([[1.0, 1.0], [-1.0, 1.0]]), deterministic=True)
     assert acted.shape == (2, 1, 7) and acted[:, 0, 6].tolist() == [1.0, -1.0]
+
+
+def test_action_anchor_adds_the_executed_chunks_error_to_the_bc_term():
+    """L_pi = beta * (L_BC + action_anchor * mean_d ||pi(s) - a||^2) - eta * Q: the anchor pulls the one-step
+    chunk the policy executes; with the same random draws the loss grows by exactly beta * anchor * error."""
+    batch = toy_batch(16, torch.Generator().manual_seed(3))
+    losses = {}
+    for anchor in (0.0, 5.0):
+        torch.manual_seed(0)
+        cfg = AgentConfig(consistency=ConsistencyConfig(hidden_dim=16), critic=CriticConfig(hidden_dim=16),
+                          online=StageWeights(beta=0.5, eta=1.0), action_anchor=anchor)
+        agent = ConRFTAgent(state_dim=2, cfg=cfg)
+        torch.manual_seed(1)
+        losses[anchor], _ = agent.actor_loss(batch, offline=False)
+    torch.manual_seed(1)
+    agent.actor.bc_loss(batch["actions"], batch["state"], batch["reward_mask"])  # the same draws, in order
+    pi = agent.actor.sample(batch["state"])
+    error = (pi - batch["actions"]).pow(2).mean((1, 2)).mean()
+    torch.testing.assert_close(losses[5.0] - losses[0.0], 0.5 * 5.0 * error)
+    with pytest.raises(ValueError, match="action_anchor"):
+        AgentConfig(action_anchor=-1.0)
+
+
+def test_mc_target_lower_bounds_the_offline_td_target_only():
+    batch = toy_batch(16, torch.Generator().manual_seed(4))
+    batch["mc_return"] = torch.full((16,), 50.0)  # above any one-step target of the toy task
+    torch.manual_seed(0)
+    agent = ConRFTAgent(state_dim=2, cfg=AgentConfig(consistency=ConsistencyConfig(hidden_dim=16),
+                                                     critic=CriticConfig(hidden_dim=16, mc_target=True)))
+    _, offline = agent.critic_loss(batch, offline=True)
+    _, online = agent.critic_loss(batch, offline=False)
+    assert offline["critic/target_mean"] == pytest.approx(50.0)
+    assert online["critic/target_mean"] < 2.0  # r + 0 (one-step episodes end): the TD target itself
+
+
+def test_actor_ema_acts_with_a_polyak_average_of_the_actor():
+    g = torch.Generator().manual_seed(5)
+    plain = ConRFTAgent(2, AgentConfig(consistency=ConsistencyConfig(hidden_dim=16), critic=CriticConfig(hidden_dim=16),
+                                       actor_ema=0.0))
+    assert plain.acting_modules()["actor"] is plain.actor
+    assert not any(k.startswith("actor_average") for k in plain.state_dict())  # checkpoints as before
+    agent = ConRFTAgent(2, AgentConfig(consistency=ConsistencyConfig(hidden_dim=16), critic=CriticConfig(hidden_dim=16),
+                                       actor_ema=0.25))
+    before = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+    agent.update_bc(lambda: toy_batch(16, g))
+    acting = agent.acting_modules()["actor"]
+    assert acting is agent.actor_average
+    for k, v in acting.state_dict().items():  # theta_bar = 0.75 theta_bar + 0.25 theta, from the same start
+        torch.testing.assert_close(v, 0.75 * before[k] + 0.25 * agent.actor.state_dict()[k])
+    with pytest.raises(ValueError, match="actor_ema"):
+        AgentConfig(actor_ema=1.5)

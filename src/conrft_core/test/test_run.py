@@ -113,6 +113,18 @@ def test_bc_is_told_which_chunk_steps_are_padding(mask_padding):
     assert len(masks) == 2 and all((m is b["reward_mask"]) if mask_padding else m is None for m in masks)
 
 
+@pytest.mark.parametrize("bc_data", ["all", "demos"])
+def test_bc_imitates_the_demo_half_of_a_batch_only_when_told(bc_data):
+    agent, b = q_agent(bc_data=bc_data, action_anchor=1.0), batch()
+    b["from_demos"] = torch.tensor([True, False, True, False, True, False])
+    seen, bc_loss, anchor_loss = [], agent.actor.bc_loss, agent.actor.anchor_loss
+    agent.actor.bc_loss = lambda actions, emb, mask=None: seen.append(actions) or bc_loss(actions, emb, mask)
+    agent.actor.anchor_loss = lambda pi, actions, mask=None: seen.append(actions) or anchor_loss(pi, actions, mask)
+    agent.actor_loss(b, offline=False)
+    expected = b["actions"][b["from_demos"]] if bc_data == "demos" else b["actions"]
+    assert len(seen) == 2 and all(torch.equal(a, expected) for a in seen)
+
+
 def test_stage_weights_come_from_the_recipe():
     released, paper = AgentConfig(), AgentConfig(recipe="paper")
     assert (released.offline, released.online) == (StageWeights(1.0, 0.0), StageWeights(0.1, 1.0))

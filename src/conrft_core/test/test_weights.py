@@ -114,7 +114,7 @@ def test_a_parameter_count_mismatch_is_rejected():
 def test_a_nan_tensor_is_rejected_naming_it():
     policy, cfg = make_policy()
     with torch.no_grad():
-        policy.agent.actor.net[3].weight[2, 5] = float("nan")
+        policy.agent.acting_actor.net[3].weight[2, 5] = float("nan")  # what acts and is sent
     payload, sha, count = pack(policy, cfg)  # a consistent payload, digest and all: the learner diverged
     with pytest.raises(WeightsError, match=r"tensor 'actor/net\.3\.weight' holds NaN or inf"):
         unpack(payload, sha, count)

@@ -24,11 +24,12 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -122,6 +123,7 @@ class PolicyNode(Node):
         self.intervention: Intervention | None = None
         self.intervention_rx = 0.0  # monotonic receive time of the last Intervention
         self.phase, self.episode_id, self.episodes_done, self.t = "wait_policy", 0, 0, 0
+        self.exit_code: int | None = None  # set: run_node ends the process with it
         self.reset_future, self.reset_requested_at = None, None
         self.prev: dict | None = None
         self.last_reason, self.path = "", []
@@ -132,7 +134,11 @@ class PolicyNode(Node):
             self.create_subscription(Image, p["image_topic_format"].format(cam),
                                      lambda msg, c=cam: self.images.__setitem__(c, msg), 2)
         self.create_subscription(RobotState, p["state_topic"], lambda m: setattr(self, "state", m), 10)
-        self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10)
+        # The teleop heartbeat is taken on a thread of its own (executor with two threads): a control tick busy
+        # with the VLA forward pass must not make a live teleop look silent. Every other callback shares the
+        # node's default, mutually exclusive group, so none of them runs during a tick.
+        self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         if p["success_topic"]:
             self.create_subscription(Bool, p["success_topic"], lambda m: setattr(self, "success", m.data), 10)
         self.create_subscription(PolicyWeights, p["weights_topic"], self._on_weights, WEIGHTS_QOS)
@@ -154,7 +160,7 @@ class PolicyNode(Node):
 
     # --- inputs ---------------------------------------------------------------------------------------------
     def _on_intervention(self, msg: Intervention) -> None:
-        self.intervention, self.intervention_rx = msg, time.monotonic()
+        self.intervention, self.intervention_rx = msg, time.monotonic()  # the listener thread
 
     def _on_weights(self, msg: PolicyWeights) -> None:
         if msg.version <= self.version or self.featurizer is None:
@@ -380,7 +386,8 @@ class PolicyNode(Node):
         if self.params["episodes"] and self.episodes_done >= self.params["episodes"]:
             self.phase = "done"
             self.get_logger().info(f"{self.episodes_done} episodes done; stopping")
-            raise SystemExit(0)
+            self.exit_code = 0
+            return
         self.phase = "wait_policy"
 
     def _publish_transition(self, obs: dict, success: bool, terminated: bool, truncated: bool) -> None:
@@ -465,7 +472,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(PolicyNode, "policy_node", args)
+    return run_node(PolicyNode, "policy_node", args, lambda: MultiThreadedExecutor(num_threads=2))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def weights(version: int, feature_dim: int, seed: int, hidden: int = 32, corrupt
     policy = Policy(build_agent(cfg, feature_dim), feature_dim, torch.device("cpu"))
     if overflow:
         with torch.no_grad():
-            first = policy.agent.actor.net[0].weight
+            first = policy.agent.acting_actor.net[0].weight  # what acts and is sent
             first.div_(first.abs().max()).mul_(3e38)  # the largest entry is 3e38 < float32 max: still finite
         assert all(torch.isfinite(t).all() for t in policy.actor_tensors().values())
     payload, sha, count = pack(policy, cfg)

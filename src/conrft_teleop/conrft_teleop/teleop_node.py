@@ -20,9 +20,10 @@ import time
 import tty
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Twist
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
@@ -72,12 +73,16 @@ class TeleopNode(Node):
         if p["rate"] < 50:
             raise ConfigError(f"parameter 'rate' must be >= 50 Hz (the policy node's heartbeat), got {p['rate']}")
         self.active, self.action, self.outcome, self.outcome_until = False, np.zeros(7), 0, 0.0
+        self.exit_code: int | None = None  # set: run_node ends the process with it
         self.action[6] = 1.0
         self.pub = self.create_publisher(Intervention, "/conrft/intervention", 10)
         getattr(self, f"_init_{p['source']}")()
         # The heartbeat runs on wall time: the policy node judges teleop silence by wall time, and a sim
-        # running slower than real time must not make a live teleop look silent.
-        self.create_timer(1.0 / p["rate"], self._publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # running slower than real time must not make a live teleop look silent. It has a thread of its own
+        # (two-thread executor): the scripted human's work on each transition (a 2-camera message, a mirrored
+        # world step) must not delay it.
+        self.create_timer(1.0 / p["rate"], self._publish, clock=Clock(clock_type=ClockType.STEADY_TIME),
+                          callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"teleop ready: source {p['source']}, {p['rate']} Hz on /conrft/intervention")
 
     # --- sources --------------------------------------------------------------------------------------------
@@ -116,7 +121,7 @@ class TeleopNode(Node):
         while select.select([sys.stdin], [], [], 0)[0]:
             self.device.on_key(sys.stdin.read(1), now)
         if self.device.quit:
-            raise SystemExit(0)
+            self.exit_code = 0
         return self.device.command(now)
 
     def _init_scripted(self) -> None:
@@ -174,7 +179,7 @@ class TeleopNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(TeleopNode, "teleop_node", args)
+    return run_node(TeleopNode, "teleop_node", args, lambda: MultiThreadedExecutor(num_threads=2))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@ Stage weights come from a recipe: `released` (the authors' scripts: offline (1.0
 `paper` (the paper's table: (1.0, 0.1), (0.5, 1.0)); `offline` / `online` set explicitly override it.
 `q_normalize` divides the Q term by the batch's mean |Q| (as TD3+BC does; neither ConRFT reading does).
 
+Three switches beyond both readings stop the collapse of the online stage on camera images (results/README.md,
+"Why HIL-ConRFT collapsed on camera images"): the policy acts from the top noise level, which gets ~1/M of the
+consistency loss, so with eta >> beta the Q term alone decides the executed action and drives it to the action
+box's corners within one episode; `action_anchor` adds ||pi(s) - a||^2 on that action to the imitation term.
+`critic.tau` 0.05 (released 0.005) lets the critic's values reach the demonstrations' returns within the short
+offline stage (with the released bound an under-estimating critic gets no conservative push at all), and
+`actor_ema` acts with a Polyak average of the actor, which removes the late decline of the online curve.
+
 The agent works on state vectors. In the frozen mode (ConRFT) the caller turns observations into features
 (frozen VLA embeddings and proprio, or state features) and batches carry them as `state` / `next_state`; in the
 full fine-tuning mode (CO-RFT) the agent owns `encoders` (`conrft_core.learning.finetune`) and batches carry
@@ -22,6 +30,7 @@ encoder by the critic loss, and the bootstrap uses that encoder's target copy.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -30,7 +39,7 @@ from torch import nn
 
 from conrft_core.learning.consistency import ConsistencyConfig, ConsistencyHead
 from conrft_core.learning.critic import ChunkedCritic, CriticConfig, calql_penalty, chunked_td_target
-from conrft_core.learning.nets import gradient_step
+from conrft_core.learning.nets import gradient_step, polyak
 
 if TYPE_CHECKING:
     from conrft_core.learning.finetune import FinetuneEncoders
@@ -58,6 +67,15 @@ class AgentConfig:
     offline: StageWeights | None = None  # None: the recipe's
     online: StageWeights | None = None
     q_normalize: bool = False  # divide the actor's Q term by the batch's mean |Q|
+    # Weight of the executed-action anchor ||pi(s) - a||^2 (mean over dimensions) inside the BC term; 0 in the
+    # released code, where only ~1/M of the consistency loss lands on the top noise level the policy acts from.
+    action_anchor: float = 100.0
+    # Which rows of an online batch the BC terms imitate: all (released code: the online half too, so the policy
+    # also imitates its own past actions) or demos (the demonstration + intervention half only).
+    bc_data: Literal["all", "demos"] = "all"
+    # > 0: the policy acts (rollouts, evaluation, the broadcast weights) with a Polyak average of the actor at
+    # this rate per actor update, as consistency models sample from an EMA copy; 0: the trained actor (released).
+    actor_ema: float = 0.005
     bc_mask_padding: bool = True  # BC ignores chunk steps past the episode end (Q-chunking)
     fresh_online_optimizers: bool = True  # new Adam state at the offline -> online switch (released code)
     actor_lr: float = 3e-4
@@ -69,6 +87,12 @@ class AgentConfig:
         offline, online = RECIPES[self.recipe]
         self.offline = self.offline or StageWeights(*offline)
         self.online = self.online or StageWeights(*online)
+        if self.bc_data not in ("all", "demos"):
+            raise ValueError(f"agent.bc_data must be all or demos, got {self.bc_data!r}")
+        if not 0 <= self.actor_ema <= 1:
+            raise ValueError(f"agent.actor_ema must be in [0, 1], got {self.actor_ema}")
+        if self.action_anchor < 0:
+            raise ValueError(f"agent.action_anchor must be >= 0, got {self.action_anchor}")
         if self.actor_lr <= 0 or self.critic_lr <= 0:
             raise ValueError("agent.actor_lr and agent.critic_lr must be positive")
         if self.critic_updates_per_actor < 1:
@@ -85,6 +109,8 @@ class ConRFTAgent(nn.Module):
         self.cfg = cfg
         self.encoders = encoders
         self.actor = ConsistencyHead(state_dim, cfg.consistency)
+        # actor_ema > 0: the Polyak-averaged copy that acts (full fine-tuning: on the live backbone's features)
+        self.actor_average = copy.deepcopy(self.actor).requires_grad_(False) if cfg.actor_ema > 0 else None
         critic_dim = state_dim if encoders is None else encoders.critic.dim
         self.critic = ChunkedCritic(critic_dim, self.actor.chunk_dim, cfg.critic)
         self.actor_groups = [{"params": list(self.actor.parameters())}]
@@ -105,17 +131,21 @@ class ConRFTAgent(nn.Module):
     def horizon(self) -> int:
         return self.cfg.horizon
 
+    @property
+    def acting_actor(self) -> ConsistencyHead:
+        return self.actor if self.actor_average is None else self.actor_average
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt, "critic": self.critic_opt}
 
     def acting_modules(self) -> dict[str, nn.Module]:
         """What a policy node needs to act (the weights broadcast)."""
-        return {"actor": self.actor}
+        return {"actor": self.acting_actor}
 
     @torch.no_grad()
     def act(self, state: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Action chunks (B, H, A) in [-1, 1] (one-step consistency sampling is stochastic either way)."""
-        return self.actor.sample(state)
+        return self.acting_actor.sample(state)
 
     # The actor's and the critic's state of a batch's `obs` or `next_obs`: the stored features in the frozen
     # mode (the same for both), the two encoders' outputs in full fine-tuning (with gradients unless disabled).
@@ -140,6 +170,8 @@ class ConRFTAgent(nn.Module):
                                                 self.actor.sample(s2))
             y = chunked_td_target(batch["rewards"], batch["reward_mask"], batch["discount"], batch["done"],
                                   next_value, self.cfg.critic.gamma)
+            if offline and self.cfg.critic.mc_target:
+                y = torch.maximum(y, batch["mc_return"])
         c = self.critic_state(batch)  # full fine-tuning: the critic's encoder learns from this loss only
         q = self.critic(c, a)  # (E, B)
         td = (q - y).pow(2).mean()
@@ -156,20 +188,36 @@ class ConRFTAgent(nn.Module):
                 torch.arange(3 * n, device=a.device) >= n  # official Cal-QL: the policy's samples only
             penalty = calql_penalty(q, q_sampled, batch["mc_return"], bounded, self.cfg.critic.cql_include_data)
             loss = loss + self.cfg.critic.cql_alpha * penalty
-            info["critic/calql"] = penalty.item()
+            # Bounded samples with Q below the MC return get no push-down: the share still pushed (uniform ones).
+            pushed = q_sampled[..., :n] > batch["mc_return"][None, :, None]
+            info.update({"critic/calql": penalty.item(), "critic/calql_uniform_pushed":
+                         pushed.float().mean().item() if bounded is None else 1.0})
         return loss, info
 
     def bc_mask(self, batch: dict) -> torch.Tensor | None:
         return batch["reward_mask"] if self.cfg.bc_mask_padding else None
 
+    def imitation_loss(self, batch: dict, s: torch.Tensor, with_pi: bool = False) -> tuple[torch.Tensor, ...]:
+        """(consistency BC + action_anchor * ||pi(s) - a||^2 on the rows bc_data names, pi(s) if needed): the
+        imitation term of every stage and method (SFT and HG-DAgger train on it alone)."""
+        actions, s_bc, mask = batch["actions"], s, self.bc_mask(batch)
+        rows = batch["from_demos"] if self.cfg.bc_data == "demos" else None
+        if rows is not None:
+            actions, s_bc, mask = actions[rows], s[rows], None if mask is None else mask[rows]
+        bc = self.actor.bc_loss(actions, s_bc, mask)
+        pi = self.actor.sample(s) if with_pi or self.cfg.action_anchor > 0 else None
+        if self.cfg.action_anchor > 0:
+            bc = bc + self.cfg.action_anchor * self.actor.anchor_loss(pi if rows is None else pi[rows], actions, mask)
+        return bc, pi
+
     def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
-        """beta * consistency BC - eta * mean Q(s, pi(s)) (over the batch; / mean|Q| with q_normalize)."""
+        """beta * imitation - eta * mean Q(s, pi(s)) (over the batch; / mean|Q| with q_normalize)."""
         w = self.cfg.offline if offline else self.cfg.online
         s = self.actor_state(batch)  # full fine-tuning: both terms reach the backbone through s
         with torch.no_grad():
             c = self.critic_state(batch)
-        bc = self.actor.bc_loss(batch["actions"], s, self.bc_mask(batch))
-        q_pi = self.critic(c, self.actor.sample(s)).mean(0)
+        bc, pi = self.imitation_loss(batch, s, with_pi=True)
+        q_pi = self.critic(c, pi).mean(0)
         q_term = q_pi.mean()
         if self.cfg.q_normalize:
             q_term = q_term / q_pi.abs().mean().detach().clamp_min(1e-6)
@@ -188,14 +236,19 @@ class ConRFTAgent(nn.Module):
             if self.encoders is not None:
                 self.encoders.update_critic_target(self.cfg.critic.tau)
         loss, actor_info = self.actor_loss(batch, offline)
-        gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
+        self.actor_step(loss)
         return {**info, **actor_info}
 
-    def update_bc(self, sample_batch) -> dict:
-        """Imitation only (SFT, HG-DAgger): one actor step on the consistency BC loss; the critic is unused."""
-        batch = sample_batch()
-        loss = self.actor.bc_loss(batch["actions"], self.actor_state(batch), self.bc_mask(batch))
+    def actor_step(self, loss: torch.Tensor) -> None:
         gradient_step(self.actor_opt, loss, self.actor_params, self.cfg.grad_clip)
+        if self.actor_average is not None:
+            polyak(self.actor_average, self.actor, self.cfg.actor_ema)
+
+    def update_bc(self, sample_batch) -> dict:
+        """Imitation only (SFT, HG-DAgger): one actor step on the imitation loss; the critic is unused."""
+        batch = sample_batch()
+        loss, _ = self.imitation_loss(batch, self.actor_state(batch))
+        self.actor_step(loss)
         return {"actor/bc": loss.item()}
 
     def diagnostics(self, batch: dict, with_critic: bool = True) -> dict:

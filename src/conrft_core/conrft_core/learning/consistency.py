@@ -125,12 +125,20 @@ class ConsistencyHead(nn.Module):
         denoised = self.denoise(a_m, k, emb)
         if self.cfg.bc_clip:
             denoised = denoised.clamp(-1.0, 1.0)
-        err = (denoised - actions).pow(2)  # (B, H, A)
+        return (weight * self._masked_error(denoised, actions, mask)).mean()
+
+    def anchor_loss(self, pi: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """||pi(s) - a||^2 of the executed (top-level, one-step) chunk pi, reduced as the BC loss."""
+        return self._masked_error(pi, actions, mask).mean()
+
+    def _masked_error(self, pred: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Per-sample squared error (B,) over the chunk's real steps, summed or averaged per bc_reduction."""
+        err = (pred - actions).pow(2)  # (B, H, A)
         mask = torch.ones(err.shape[:2], device=err.device) if mask is None else mask.to(err.dtype)
         per_sample = (err * mask[..., None]).sum((1, 2))
         if self.cfg.bc_reduction == "mean":
             per_sample = per_sample / (mask.sum(1).clamp_min(1.0) * err.shape[2])
-        return (weight * per_sample).mean()
+        return per_sample
 
     def levels(self, steps: int) -> list[int]:
         """Schedule indices of the re-noising passes after the first (at the top level) in `steps`-step sampling:

@@ -36,7 +36,7 @@ class CriticConfig:
     hidden_dim: int = 256
     num_layers: int = 2
     gamma: float = 0.98  # per control step
-    tau: float = 0.005  # Polyak rate of the target networks
+    tau: float = 0.05  # Polyak rate of the target networks (released 0.005: too slow for a short offline stage)
     cql_alpha: float = 0.1  # weight of the Cal-QL term (released ConRFT: 0.1)
     # ConRFT drops the Cal-QL term online; Cal-QL itself keeps it while fine-tuning online. Against the H = 1
     # collapse after the offline -> online switch it was measured to be no cure (results/README.md).
@@ -44,6 +44,10 @@ class CriticConfig:
     cql_num_samples: int = 10  # sampled chunks per source (uniform, pi(s), pi(s')) in the logsumexp
     calql_bound: Literal["all", "policy"] = "all"  # which samples the MC return bounds (ConRFT: all)
     cql_include_data: bool = True  # Q(s, a_data) inside the logsumexp (ConRFT, CQL)
+    # Offline stage: the TD target lower-bounded by the data's Monte-Carlo return, y = max(y, V_mc) (as MCAC,
+    # Wilcox et al. 2022): values reach the demonstrations' returns in hundreds of updates instead of waiting for
+    # the target network to carry the success reward back step by step. Not in the released code.
+    mc_target: bool = False
 
     def __post_init__(self) -> None:
         if self.ensemble_size < 1 or self.hidden_dim < 1 or self.num_layers < 1 or self.cql_num_samples < 1:

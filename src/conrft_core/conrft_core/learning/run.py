@@ -86,6 +86,8 @@ class TrainRun:
         t = lambda x: torch.as_tensor(x, device=self.device).float()  # noqa: E731
         keys = ("actions", "rewards", "reward_mask", "discount", "done", "mc_return")
         rest = {k: t(sample[k]) for k in keys}
+        source = sample.get("source", np.zeros(len(sample["actions"]), int))  # mixed batches: 0 = demo buffer
+        rest["from_demos"] = torch.as_tensor(source == 0, device=self.device)
         if self.encoders is not None:
             def obs(o):
                 return {"images": {c: torch.as_tensor(v, device=self.device) for c, v in o["images"].items()},

@@ -37,7 +37,7 @@ class SACConfig:
     hidden_dim: int = 256
     num_layers: int = 2
     action_dim: int = 7
-    critic: CriticConfig = field(default_factory=lambda: CriticConfig(ensemble_size=2, cql_alpha=0.0))
+    critic: CriticConfig = field(default_factory=lambda: CriticConfig(ensemble_size=2, cql_alpha=0.0, tau=0.005))
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     temperature_lr: float = 3e-4
