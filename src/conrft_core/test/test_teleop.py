@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conrft_core.robot.teleop import KEY_AXES, Keyboard, SpaceMouse, SpaceMouseConfig
+from conrft_core.robot.teleop import KEY_AXES, Keyboard, SingleSource, SpaceMouse, SpaceMouseConfig
 
 
 def mouse(**kw):
@@ -184,3 +184,18 @@ def test_keyboard_q_quits_and_unknown_keys_do_nothing():
 def test_keyboard_invalid_speed_raises(speed):
     with pytest.raises(ValueError, match=r"keyboard speed must be in \(0, 1\]"):
         Keyboard(speed=speed)
+
+
+def test_single_source_obeys_the_configured_teleop_only():
+    guard = SingleSource("teleop")
+    publishers = [("teleop", b"\x01"), ("intruder", b"\x02")]
+    assert guard.check(b"\x01", publishers) is None  # the configured teleop drives on, whoever else appears
+    assert "node 'intruder', not the configured teleop 'teleop'" in guard.check(b"\x02", publishers)
+    assert "not (yet) in the graph" in guard.check(b"\x03", publishers)
+
+
+def test_single_source_without_a_configured_name_refuses_everyone_once_two_publish():
+    guard = SingleSource()
+    assert guard.check(b"\x01", [("teleop", b"\x01")]) is None
+    reason = guard.check(b"\x01", [("teleop", b"\x01"), ("intruder", b"\x02")])
+    assert "2 nodes ('intruder', 'teleop')" in reason

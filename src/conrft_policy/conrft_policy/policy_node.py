@@ -43,6 +43,7 @@ from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.control import ActionError, ChunkExecutor, check_action, check_chunk
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
+from conrft_core.robot.teleop import SingleSource
 from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
 from conrft_interfaces.srv import ResetEpisode
@@ -61,6 +62,7 @@ PARAMS = {
     "target_topic": "/cartesian_impedance_controller/target_frame",
     "gripper_topic": "/sim/gripper_command",
     "intervention_topic": "/conrft/intervention",
+    "teleop_node": "teleop",  # interventions are obeyed from this node only ("" = from the only publisher)
     "success_topic": "/sim/success",  # std_msgs/Bool; "" = success only from the human's outcome key
     "reset_service": "/sim/reset",
     "weights_topic": "/conrft/policy_weights",
@@ -137,8 +139,12 @@ class PolicyNode(Node):
         # The teleop heartbeat is taken on a thread of its own (executor with two threads): a control tick busy
         # with the VLA forward pass must not make a live teleop look silent. Every other callback shares the
         # node's default, mutually exclusive group, so none of them runs during a tick.
+        listener = MutuallyExclusiveCallbackGroup()
         self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+                                 callback_group=listener)
+        self.source, self.intervention_publishers = SingleSource(p["teleop_node"]), []
+        self.create_timer(1.0, self._list_intervention_publishers, callback_group=listener,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         if p["success_topic"]:
             self.create_subscription(Bool, p["success_topic"], lambda m: setattr(self, "success", m.data), 10)
         self.create_subscription(PolicyWeights, p["weights_topic"], self._on_weights, WEIGHTS_QOS)
@@ -159,8 +165,22 @@ class PolicyNode(Node):
             f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz")
 
     # --- inputs ---------------------------------------------------------------------------------------------
-    def _on_intervention(self, msg: Intervention) -> None:
-        self.intervention, self.intervention_rx = msg, time.monotonic()  # the listener thread
+    def _list_intervention_publishers(self) -> None:
+        self.intervention_publishers = [(e.node_name, bytes(e.endpoint_gid))
+                                        for e in self.get_publishers_info_by_topic(self.params["intervention_topic"])]
+
+    def _on_intervention(self, msg: Intervention, info: dict) -> None:
+        """On the listener thread. Only the one configured source may drive (conrft_core.robot.teleop.SingleSource)."""
+        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
+        reason = self.source.check(gid, self.intervention_publishers)
+        if reason is not None:  # the graph may not list a new publisher yet: look again before refusing
+            self._list_intervention_publishers()
+            reason = self.source.check(gid, self.intervention_publishers)
+        if reason is not None:
+            self._refuse(f"{reason} on {self.params['intervention_topic']}: refused (stop that node, or set "
+                         f"teleop_node)")
+            return
+        self.intervention, self.intervention_rx = msg, time.monotonic()
 
     def _on_weights(self, msg: PolicyWeights) -> None:
         if msg.version <= self.version or self.featurizer is None:

@@ -196,11 +196,13 @@ class FakeRobot:
             assert np.all(np.isfinite(a)) and np.all(np.abs(a) <= 1.0), f"transition action {a}"
 
 
-def start_policy(ros_process):
+def start_policy(ros_process, teleop_node: str = "teleop"):
+    """The policy node; `teleop_node`: the node whose interventions it obeys (this test's node plays the teleop)."""
     def start(vla_path):
         return ros_process("conrft_policy.policy_node", "--params-file", str(PARAMS_FILE),
                            "-p", f"vla_checkpoint:={vla_path}", "-p", f"instruction:={INSTRUCTION}",
-                           "-p", f"max_episode_steps:={MAX_STEPS}", "-p", "device:=cpu")
+                           "-p", f"max_episode_steps:={MAX_STEPS}", "-p", "device:=cpu",
+                           "-p", f"teleop_node:={teleop_node}")
     return start
 
 
@@ -337,7 +339,7 @@ def test_bad_weights_never_reach_the_robot(ros_process, ros_node, vla):
 def test_bad_teleop_commands_and_stale_camera_hold_the_robot(ros_process, ros_node, vla):
     vla_path, dim = vla
     robot = FakeRobot(ros_node)
-    proc = start_policy(ros_process)(vla_path)
+    proc = start_policy(ros_process, teleop_node=ros_node.get_name())(vla_path)
     wait = Waiter(ros_node, proc)
     robot.send(weights(1, dim, seed=1))
     wait(lambda: len(robot.moving()) >= 3, "targets from policy version 1", 90)
@@ -388,6 +390,25 @@ def test_bad_teleop_commands_and_stale_camera_hold_the_robot(ros_process, ros_no
     truncated = next(t for t in robot.transitions if t.episode_id == episode and t.truncated)
     assert len(truncated.final_images) == 2 and len(truncated.final_proprio) == 19
     assert re.search(rf"episode {episode} ended after {last[0] + 1} steps", proc.output())
+    robot.assert_safe()
+
+
+def test_interventions_from_another_node_than_the_configured_teleop_are_refused(ros_process, ros_node, vla):
+    vla_path, dim = vla
+    robot = FakeRobot(ros_node)
+    proc = start_policy(ros_process)(vla_path)  # obeys node 'teleop' only; this test's node is another
+    wait = Waiter(ros_node, proc)
+    robot.send(weights(1, dim, seed=1))
+    wait(lambda: len(robot.moving()) >= 3, "targets from policy version 1", 90)
+    iv = Intervention(active=True, gripper=-1.0, source="scripted")
+    iv.header.frame_id = "base"
+    iv.twist.linear.z = 1.0
+    since = len(robot.transitions)
+    robot.intervention = iv
+    line = wait.log(rf"an intervention from node '{ros_node.get_name()}', not the configured teleop 'teleop'")
+    assert "refused (stop that node, or set teleop_node)" in line
+    wait(lambda: len(robot.transitions) >= since + 20, "20 more steps")
+    assert not any(t.intervened for t in robot.transitions[since:])  # the policy kept driving
     robot.assert_safe()
 
 

@@ -21,9 +21,7 @@ import tty
 
 import numpy as np
 from geometry_msgs.msg import Twist
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
@@ -78,11 +76,8 @@ class TeleopNode(Node):
         self.pub = self.create_publisher(Intervention, "/conrft/intervention", 10)
         getattr(self, f"_init_{p['source']}")()
         # The heartbeat runs on wall time: the policy node judges teleop silence by wall time, and a sim
-        # running slower than real time must not make a live teleop look silent. It has a thread of its own
-        # (two-thread executor): the scripted human's work on each transition (a 2-camera message, a mirrored
-        # world step) must not delay it.
-        self.create_timer(1.0 / p["rate"], self._publish, clock=Clock(clock_type=ClockType.STEADY_TIME),
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        # running slower than real time must not make a live teleop look silent.
+        self.create_timer(1.0 / p["rate"], self._publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"teleop ready: source {p['source']}, {p['rate']} Hz on /conrft/intervention")
 
     # --- sources --------------------------------------------------------------------------------------------
@@ -179,7 +174,7 @@ class TeleopNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(TeleopNode, "teleop_node", args, lambda: MultiThreadedExecutor(num_threads=2))
+    return run_node(TeleopNode, "teleop_node", args)
 
 
 if __name__ == "__main__":

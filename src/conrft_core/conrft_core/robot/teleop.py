@@ -117,3 +117,28 @@ class Keyboard:
         action[6] = self.gripper
         outcome, self._outcome = self._outcome, 0
         return self.active, action, outcome
+
+
+class SingleSource:
+    """Interventions are obeyed from one publisher only: any node on the ROS domain could otherwise take over the
+    arm. `node_name` is the configured teleop's node name ("" = whichever node is the only publisher).
+
+    `check(gid, publishers)` gets the message's publisher GID and the topic's publishers as (node name, GID)
+    pairs, and returns None to obey or the reason for refusing, naming the other nodes.
+    """
+
+    def __init__(self, node_name: str = ""):
+        self.node_name = node_name
+
+    def check(self, gid: bytes, publishers: list[tuple[str, bytes]]) -> str | None:
+        sender = next((name for name, g in publishers if g == gid), None)
+        if sender is None:
+            return "an intervention from a publisher not (yet) in the graph"
+        if self.node_name:
+            if sender != self.node_name:
+                return f"an intervention from node '{sender}', not the configured teleop '{self.node_name}'"
+            return None
+        if len(publishers) > 1:
+            names = ", ".join(sorted(f"'{name}'" for name, _ in publishers))
+            return f"interventions from {len(publishers)} nodes ({names}); only one may drive"
+        return None
