@@ -30,7 +30,10 @@ def tiny(method="hil_conrft", **train):
             "train": {"method": method, "offline_updates": 20, "online_env_steps": 60, "batch_size": 16,
                       "eval_episodes": 2, "eval_every_steps": 30, "device": "cpu",
                       "agent": {"consistency": {**TINY, "horizon": horizon, "num_levels": 10},
-                                "critic": {**TINY, "cql_num_samples": 2}},
+                                "critic": {**TINY, "cql_num_samples": 2},
+                                # a few dozen updates: an average that keeps up, and no anchor (the anchored
+                                # policy already follows 3 demos closely enough that nobody takes over)
+                                "actor_ema": 0.2, "action_anchor": 0.0},
                       "sac": TINY, **train}}
     return from_dict(ExperimentConfig, data)
 
@@ -92,7 +95,8 @@ def test_resume_after_a_crash_loses_no_episode(tmp_path, monkeypatch):
     restore_run(resumed)
     assert resumed.online_buffer.num_episodes == resumed.episodes > 2  # the two before the crash are kept
 
-    other = tiny("hil_conrft", online_env_steps=100, checkpoint_every_steps=1, agent={"critic": {"hidden_dim": 64}})
+    other = tiny("hil_conrft", online_env_steps=100, checkpoint_every_steps=1,
+                 agent={"critic": {"hidden_dim": 64}, "actor_ema": 0.2, "action_anchor": 0.0})
     with pytest.raises(CheckpointError, match=r"train\.agent\.\w+\.hidden_dim differs"):
         restore_run(TrainRun(other.train, featurizer.dim, proprio_dim, run_dir=tmp_path, progress=False))
 

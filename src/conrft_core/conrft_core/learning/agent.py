@@ -197,26 +197,22 @@ class ConRFTAgent(nn.Module):
     def bc_mask(self, batch: dict) -> torch.Tensor | None:
         return batch["reward_mask"] if self.cfg.bc_mask_padding else None
 
-    def imitation_loss(self, batch: dict, s: torch.Tensor, with_pi: bool = False) -> tuple[torch.Tensor, ...]:
-        """(consistency BC + action_anchor * ||pi(s) - a||^2 on the rows bc_data names, pi(s) if needed): the
-        imitation term of every stage and method (SFT and HG-DAgger train on it alone)."""
+    def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
+        """beta * (consistency BC + action_anchor * ||pi(s) - a||^2, on the rows bc_data names) - eta * mean
+        Q(s, pi(s)) (over the batch; / mean|Q| with q_normalize). The anchor counters the Q term on the executed
+        action, so the imitation methods (update_bc) train on the consistency BC alone, as their authors do."""
+        w = self.cfg.offline if offline else self.cfg.online
+        s = self.actor_state(batch)  # full fine-tuning: both terms reach the backbone through s
+        with torch.no_grad():
+            c = self.critic_state(batch)
         actions, s_bc, mask = batch["actions"], s, self.bc_mask(batch)
         rows = batch["from_demos"] if self.cfg.bc_data == "demos" else None
         if rows is not None:
             actions, s_bc, mask = actions[rows], s[rows], None if mask is None else mask[rows]
         bc = self.actor.bc_loss(actions, s_bc, mask)
-        pi = self.actor.sample(s) if with_pi or self.cfg.action_anchor > 0 else None
+        pi = self.actor.sample(s)
         if self.cfg.action_anchor > 0:
             bc = bc + self.cfg.action_anchor * self.actor.anchor_loss(pi if rows is None else pi[rows], actions, mask)
-        return bc, pi
-
-    def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
-        """beta * imitation - eta * mean Q(s, pi(s)) (over the batch; / mean|Q| with q_normalize)."""
-        w = self.cfg.offline if offline else self.cfg.online
-        s = self.actor_state(batch)  # full fine-tuning: both terms reach the backbone through s
-        with torch.no_grad():
-            c = self.critic_state(batch)
-        bc, pi = self.imitation_loss(batch, s, with_pi=True)
         q_pi = self.critic(c, pi).mean(0)
         q_term = q_pi.mean()
         if self.cfg.q_normalize:
@@ -245,9 +241,9 @@ class ConRFTAgent(nn.Module):
             polyak(self.actor_average, self.actor, self.cfg.actor_ema)
 
     def update_bc(self, sample_batch) -> dict:
-        """Imitation only (SFT, HG-DAgger): one actor step on the imitation loss; the critic is unused."""
+        """Imitation only (SFT, HG-DAgger): one actor step on the consistency BC loss; the critic is unused."""
         batch = sample_batch()
-        loss, _ = self.imitation_loss(batch, self.actor_state(batch))
+        loss = self.actor.bc_loss(batch["actions"], self.actor_state(batch), self.bc_mask(batch))
         self.actor_step(loss)
         return {"actor/bc": loss.item()}
 
