@@ -48,7 +48,6 @@ def generate_launch_description():
         Node(package="conrft_teleop", executable="teleop_node", name="teleop", output="screen",
              parameters=[config("teleop_spacenav.yaml")]),
         Node(package="conrft_learner", executable="learner_node", name="learner", output="screen",
-             prefix="nice -n 10",  # its updates yield the CPU to the control path on a shared machine
              parameters=[config("learner.yaml"),
                          {"vla_checkpoint": arg("vla_checkpoint"), "demo_bags": [arg("demo_bag")],
                           "run_dir": arg("run_dir"), "config_file": arg("train_config")}]),

@@ -15,8 +15,6 @@ A session file:
         executable: learner_node
         params: [learner.yaml]              # parameter files, relative to the session file's folder
         parameters: {run_dir: $(arg run_dir)}  # single parameters, after the files
-        nice: 10                # optional: lower the process's CPU priority (0-19), so batch work such as
-                                # the learner's updates never starves the control path on a shared machine
 
 Every node's output is streamed with a `[name]` prefix. Ctrl-C (or the stop condition) stops all nodes with
 SIGINT (SIGKILL after `stop_timeout`). Exit status: 0 when the session ended by its stop condition or
@@ -49,11 +47,6 @@ class NodeSpec:
     executable: str
     params: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
-    nice: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.nice <= 19:  # raising a priority needs privileges a session should not ask for
-            raise ValueError(f"nice must be in 0..19, got {self.nice}")
 
 
 @dataclass
@@ -159,8 +152,6 @@ class Session:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                     start_new_session=True)
             self.procs[name] = proc
-            if self.nodes[name].nice:
-                os.setpriority(os.PRIO_PROCESS, proc.pid, self.nodes[name].nice)
             threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True).start()
         self.say(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in self.procs.items())}")
 

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+import yaml
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
 from conrft_core.checkpoint import load_checkpoint
 from conrft_core.data.journal import TransitionJournal
-from conrft_interfaces.msg import Intervention, RobotState, Transition
+from conrft_interfaces.msg import Intervention, PolicyWeights, RobotState, Transition
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "config"
@@ -119,3 +120,20 @@ def test_robot_holds_when_teleop_dies_mid_intervention(ros_process, ros_node, tm
     ros_node.spin_until(lambda: len(states) >= 100, timeout=10)
     speeds = [np.linalg.norm([s.ee_twist.linear.x, s.ee_twist.linear.y, s.ee_twist.linear.z]) for s in states[-20:]]
     assert max(speeds) < 0.01
+
+
+def test_no_weights_before_the_offline_stage_is_done(ros_process, ros_node, tmp_path, graph_assets):
+    """Weights sent during the offline stage would run episodes the online stage then learns from as its own."""
+    weights = []
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    ros_node.create_subscription(PolicyWeights, "/conrft/policy_weights", weights.append, qos)
+    cfg = yaml.safe_load(Path(graph_assets["train_config"]).read_text())
+    cfg["train"]["offline_updates"] = offline = 400  # several seconds: long past discovery
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    learner = start_learner(ros_process, {**graph_assets, "train_config": str(config)}, tmp_path / "run",
+                            "-p", "publish_every_updates:=2")
+    assert ros_node.spin_until(lambda: weights, timeout=120), learner.output()[-2000:]
+    assert weights[0].learner_step >= offline, weights[0].learner_step  # not one every 2 offline updates
+    ros_node.spin_until(lambda: False, timeout=2.0)
+    assert len(weights) == 1  # nothing more until transitions arrive

@@ -73,27 +73,3 @@ def test_session_rejects_unknown_argument():
     res = run_session(SESSION, {"vla_chekpoint": "x"}, timeout=60)
     assert res.returncode == 2
     assert "unknown session argument 'vla_chekpoint'" in res.stderr
-
-
-def test_a_nodes_nice_lowers_its_cpu_priority_and_a_negative_one_is_refused(tmp_path):
-    import io
-
-    import pytest
-
-    from conrft_bringup.session import Session, SessionConfig, load_session
-    from conrft_core.config import ConfigError
-
-    path = tmp_path / "session.yaml"
-    node = {"package": "conrft_teleop", "executable": "teleop_node", "parameters": {"source": "scripted"}}
-    path.write_text(yaml.safe_dump({"nodes": {"teleop": {**node, "nice": -5}}}))
-    with pytest.raises(ConfigError, match=r"nodes.teleop.*nice must be in 0..19, got -5"):
-        load_session(path, {})
-    path.write_text(yaml.safe_dump({"nodes": {"teleop": {**node, "nice": 7}}}))
-    cfg, nodes = load_session(path, {})
-    session = Session(cfg, nodes, out=io.StringIO())
-    session.start()
-    try:
-        pid = session.procs["teleop"].pid
-        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
-    finally:
-        session.stop(0)

@@ -191,7 +191,9 @@ def test_single_source_obeys_the_configured_teleop_only():
     publishers = [("teleop", b"\x01"), ("intruder", b"\x02")]
     assert guard.check(b"\x01", publishers) is None  # the configured teleop drives on, whoever else appears
     assert "node 'intruder', not the configured teleop 'teleop'" in guard.check(b"\x02", publishers)
-    assert "not (yet) in the graph" in guard.check(b"\x03", publishers)
+    assert not guard.known(b"\x03", publishers) and "not named yet" in guard.check(b"\x03", publishers)
+    early = [("_NODE_NAME_UNKNOWN_", b"\x01")]  # discovery has the endpoint but not its node's name yet
+    assert not guard.known(b"\x01", early) and guard.check(b"\x01", early) is not None
 
 
 def test_single_source_without_a_configured_name_refuses_everyone_once_two_publish():

@@ -12,7 +12,8 @@
 `conrft report RUN_DIR` evaluates them in simulation (success vs online steps, no human).
 
 Weights go out on `/conrft/policy_weights` (transient-local: a policy node started later gets the latest)
-after the offline stage and every `publish_every_updates` updates. Everything is resumable: `run_dir` holds the
+after the offline stage and every `publish_every_updates` updates of the online stage (none before: the robot
+waits for the offline stage's policy). Everything is resumable: `run_dir` holds the
 checkpoint (model, optimisers, buffers, progress; written every `checkpoint_every_episodes` episodes) and a
 journal of every received transition, flushed as it arrives, so a learner killed at any moment and
 restarted on the same `run_dir` continues with nothing it received lost.
@@ -226,7 +227,10 @@ class LearnerNode(Node):
 
     def _maybe_publish(self, updates: int) -> None:
         self._check_stop()  # called after every update, also in the offline stage
-        if updates % self.params["publish_every_updates"] == 0:
+        # Online stage only: the robot waits for the offline stage's result. Weights sent earlier would run
+        # episodes that the online stage then learns from as its own, spending its budget on data of policies
+        # it never was (through the graph, ~20 offline-stage episodes of make demo's 2000 online steps).
+        if self.run.offline_done >= self.cfg.offline_updates and updates % self.params["publish_every_updates"] == 0:
             self._publish_weights()
 
     def _publish_weights(self) -> None:

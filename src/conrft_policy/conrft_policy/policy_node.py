@@ -172,10 +172,11 @@ class PolicyNode(Node):
     def _on_intervention(self, msg: Intervention, info: dict) -> None:
         """On the listener thread. Only the one configured source may drive (conrft_core.robot.teleop.SingleSource)."""
         gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
-        reason = self.source.check(gid, self.intervention_publishers)
-        if reason is not None:  # the graph may not list a new publisher yet: look again before refusing
+        if not self.source.known(gid, self.intervention_publishers):  # a new publisher: look at the graph again
             self._list_intervention_publishers()
-            reason = self.source.check(gid, self.intervention_publishers)
+            if not self.source.known(gid, self.intervention_publishers):
+                return  # discovery has not named it yet (the first moments of a node): neither obey nor report
+        reason = self.source.check(gid, self.intervention_publishers)
         if reason is not None:
             self._refuse(f"{reason} on {self.params['intervention_topic']}: refused (stop that node, or set "
                          f"teleop_node)")

@@ -124,16 +124,22 @@ class SingleSource:
     arm. `node_name` is the configured teleop's node name ("" = whichever node is the only publisher).
 
     `check(gid, publishers)` gets the message's publisher GID and the topic's publishers as (node name, GID)
-    pairs, and returns None to obey or the reason for refusing, naming the other nodes.
+    pairs, and returns None to obey or the reason for refusing, naming the other nodes. A sender that discovery
+    has not named yet (`known` False) is neither obeyed nor reported.
     """
+
+    UNKNOWN = "_NODE_NAME_UNKNOWN_"  # what the ROS graph calls a node whose name discovery has not brought yet
 
     def __init__(self, node_name: str = ""):
         self.node_name = node_name
 
+    def known(self, gid: bytes, publishers: list[tuple[str, bytes]]) -> bool:
+        return any(g == gid and name != self.UNKNOWN for name, g in publishers)
+
     def check(self, gid: bytes, publishers: list[tuple[str, bytes]]) -> str | None:
         sender = next((name for name, g in publishers if g == gid), None)
-        if sender is None:
-            return "an intervention from a publisher not (yet) in the graph"
+        if sender is None or sender == self.UNKNOWN:
+            return "an intervention from a publisher discovery has not named yet"
         if self.node_name:
             if sender != self.node_name:
                 return f"an intervention from node '{sender}', not the configured teleop '{self.node_name}'"
