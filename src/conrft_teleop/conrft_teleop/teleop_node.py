@@ -16,12 +16,12 @@ from __future__ import annotations
 import select
 import sys
 import termios
+import threading
 import time
 import tty
 
 import numpy as np
 from geometry_msgs.msg import Twist
-from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
@@ -75,9 +75,12 @@ class TeleopNode(Node):
         self.action[6] = 1.0
         self.pub = self.create_publisher(Intervention, "/conrft/intervention", 10)
         getattr(self, f"_init_{p['source']}")()
-        # The heartbeat runs on wall time: the policy node judges teleop silence by wall time, and a sim
-        # running slower than real time must not make a live teleop look silent.
-        self.create_timer(1.0 / p["rate"], self._publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # The heartbeat is a thread of its own on wall time: the policy node judges teleop silence by wall time
+        # (a sim running slower than real time must not make a live teleop look silent), and the executor's
+        # callbacks (the scripted human judging each step on its mirrored world) must not delay it.
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="teleop_heartbeat", daemon=True)
+        self._heartbeat.start()
         self.get_logger().info(f"teleop ready: source {p['source']}, {p['rate']} Hz on /conrft/intervention")
 
     # --- sources --------------------------------------------------------------------------------------------
@@ -151,6 +154,13 @@ class TeleopNode(Node):
         self.action = np.asarray(action, np.float64)
 
     # --- output ---------------------------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        period, due = 1.0 / self.params["rate"], time.monotonic()
+        while not self._stop.is_set():
+            self._publish()
+            due = max(due + period, time.monotonic())  # late: the next one a period from now, no burst
+            self._stop.wait(due - time.monotonic())
+
     def _publish(self) -> None:
         now = time.monotonic()
         if self._poll is not None:
@@ -167,7 +177,9 @@ class TeleopNode(Node):
         self.pub.publish(msg)
 
     def destroy_node(self) -> None:
-        """Give the terminal back as it was (keyboard mode puts it in cbreak mode)."""
+        """Stop the heartbeat, give the terminal back as it was (keyboard mode puts it in cbreak mode)."""
+        self._stop.set()
+        self._heartbeat.join()
         if getattr(self, "_tty", None) is not None:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, self._tty)
         super().destroy_node()
