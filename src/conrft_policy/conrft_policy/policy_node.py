@@ -26,10 +26,8 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -125,7 +123,6 @@ class PolicyNode(Node):
         self.intervention: Intervention | None = None
         self.intervention_rx = 0.0  # monotonic receive time of the last Intervention
         self.phase, self.episode_id, self.episodes_done, self.t = "wait_policy", 0, 0, 0
-        self.exit_code: int | None = None  # set: run_node ends the process with it
         self.reset_future, self.reset_requested_at = None, None
         self.prev: dict | None = None
         self.last_reason, self.path = "", []
@@ -136,15 +133,9 @@ class PolicyNode(Node):
             self.create_subscription(Image, p["image_topic_format"].format(cam),
                                      lambda msg, c=cam: self.images.__setitem__(c, msg), 2)
         self.create_subscription(RobotState, p["state_topic"], lambda m: setattr(self, "state", m), 10)
-        # The teleop heartbeat is taken on a thread of its own (executor with two threads): a control tick busy
-        # with the VLA forward pass must not make a live teleop look silent. Every other callback shares the
-        # node's default, mutually exclusive group, so none of them runs during a tick.
-        listener = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10,
-                                 callback_group=listener)
+        self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10)
         self.source, self.intervention_publishers = SingleSource(p["teleop_node"]), []
-        self.create_timer(1.0, self._list_intervention_publishers, callback_group=listener,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(1.0, self._list_intervention_publishers, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if p["success_topic"]:
             self.create_subscription(Bool, p["success_topic"], lambda m: setattr(self, "success", m.data), 10)
         self.create_subscription(PolicyWeights, p["weights_topic"], self._on_weights, WEIGHTS_QOS)
@@ -170,7 +161,7 @@ class PolicyNode(Node):
                                         for e in self.get_publishers_info_by_topic(self.params["intervention_topic"])]
 
     def _on_intervention(self, msg: Intervention, info: dict) -> None:
-        """On the listener thread. Only the one configured source may drive (conrft_core.robot.teleop.SingleSource)."""
+        """Only the one configured source may drive (conrft_core.robot.teleop.SingleSource)."""
         gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
         if not self.source.known(gid, self.intervention_publishers):  # a new publisher: look at the graph again
             self._list_intervention_publishers()
@@ -407,8 +398,7 @@ class PolicyNode(Node):
         if self.params["episodes"] and self.episodes_done >= self.params["episodes"]:
             self.phase = "done"
             self.get_logger().info(f"{self.episodes_done} episodes done; stopping")
-            self.exit_code = 0
-            return
+            raise SystemExit(0)
         self.phase = "wait_policy"
 
     def _publish_transition(self, obs: dict, success: bool, terminated: bool, truncated: bool) -> None:
@@ -493,7 +483,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(PolicyNode, "policy_node", args, lambda: MultiThreadedExecutor(num_threads=2))
+    return run_node(PolicyNode, "policy_node", args)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,7 @@ def twist_wrench(state) -> tuple[np.ndarray, np.ndarray]:
 
 def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecutor) -> int:
     """A node's process: init, build (a bad parameter or missing file is one line on stderr and exit 1), spin
-    until Ctrl-C, SIGTERM, shutdown, a callback's SystemExit or the node's `exit_code` set (that code is returned;
-    a SystemExit raised on a MultiThreadedExecutor's worker thread never reaches this loop), then destroy the node
+    until Ctrl-C, SIGTERM, shutdown or a callback's SystemExit (its code is returned), then destroy the node
     (which stops the threads it owns) while the context is still up, and shut down (conrft_core.robot.signals).
     `make_executor` is called after init (executors need the context)."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -68,9 +67,8 @@ def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecut
     code = 0
     try:
         executor.add_node(node)
-        while rclpy.ok() and getattr(node, "exit_code", None) is None:
+        while rclpy.ok():
             executor.spin_once(timeout_sec=SPIN_PERIOD)
-        code = getattr(node, "exit_code", None) or 0
     except SystemExit as exc:
         code = int(exc.code or 0)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -16,12 +16,13 @@ from __future__ import annotations
 import select
 import sys
 import termios
-import threading
 import time
 import tty
 
 import numpy as np
+import rclpy
 from geometry_msgs.msg import Twist
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
@@ -71,16 +72,12 @@ class TeleopNode(Node):
         if p["rate"] < 50:
             raise ConfigError(f"parameter 'rate' must be >= 50 Hz (the policy node's heartbeat), got {p['rate']}")
         self.active, self.action, self.outcome, self.outcome_until = False, np.zeros(7), 0, 0.0
-        self.exit_code: int | None = None  # set: run_node ends the process with it
         self.action[6] = 1.0
         self.pub = self.create_publisher(Intervention, "/conrft/intervention", 10)
         getattr(self, f"_init_{p['source']}")()
-        # The heartbeat is a thread of its own on wall time: the policy node judges teleop silence by wall time
-        # (a sim running slower than real time must not make a live teleop look silent), and the executor's
-        # callbacks (the scripted human judging each step on its mirrored world) must not delay it.
-        self._stop = threading.Event()
-        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="teleop_heartbeat", daemon=True)
-        self._heartbeat.start()
+        # The heartbeat runs on wall time: the policy node judges teleop silence by wall time, and a sim
+        # running slower than real time must not make a live teleop look silent.
+        self.create_timer(1.0 / p["rate"], self._publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"teleop ready: source {p['source']}, {p['rate']} Hz on /conrft/intervention")
 
     # --- sources --------------------------------------------------------------------------------------------
@@ -119,7 +116,7 @@ class TeleopNode(Node):
         while select.select([sys.stdin], [], [], 0)[0]:
             self.device.on_key(sys.stdin.read(1), now)
         if self.device.quit:
-            self.exit_code = 0
+            raise SystemExit(0)
         return self.device.command(now)
 
     def _init_scripted(self) -> None:
@@ -154,13 +151,6 @@ class TeleopNode(Node):
         self.action = np.asarray(action, np.float64)
 
     # --- output ---------------------------------------------------------------------------------------------
-    def _heartbeat_loop(self) -> None:
-        period, due = 1.0 / self.params["rate"], time.monotonic()
-        while not self._stop.is_set():
-            self._publish()
-            due = max(due + period, time.monotonic())  # late: the next one a period from now, no burst
-            self._stop.wait(due - time.monotonic())
-
     def _publish(self) -> None:
         now = time.monotonic()
         if self._poll is not None:
@@ -177,9 +167,7 @@ class TeleopNode(Node):
         self.pub.publish(msg)
 
     def destroy_node(self) -> None:
-        """Stop the heartbeat, give the terminal back as it was (keyboard mode puts it in cbreak mode)."""
-        self._stop.set()
-        self._heartbeat.join()
+        """Give the terminal back as it was (keyboard mode puts it in cbreak mode)."""
         if getattr(self, "_tty", None) is not None:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, self._tty)
         super().destroy_node()
