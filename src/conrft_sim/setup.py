@@ -10,7 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
     ],
-    install_requires=["setuptools", "gymnasium", "matplotlib", "mujoco", "numpy", "scipy", "tqdm"],
+    install_requires=["setuptools", "gymnasium", "matplotlib", "mujoco", "numpy", "scipy", "torch", "tqdm"],
     zip_safe=True,
     maintainer="ConRFT developers",
     maintainer_email="dev@conrft.dev",

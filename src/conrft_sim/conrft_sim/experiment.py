@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from conrft_core.config import from_dict, load_yaml, to_dict
 from conrft_core.learning.finetune import FinetuneEncoders, FinetuneFeaturizer
@@ -195,6 +196,9 @@ def evaluate_session(run_dir: str | Path, episodes: int, device: str = "auto", p
             payload = path.read_bytes()
             policy = build_policy(*unpack(payload, hashlib.sha256(payload).hexdigest()), device)
             act = lambda feats, policy=policy: policy(feats, deterministic=True)  # noqa: E731
+            # The consistency policy samples its noise even when deterministic: seeded, a snapshot's score is a
+            # function of the snapshot (the same run reported twice gives the same numbers).
+            torch.manual_seed(cfg.train.evaluation_seed)
             curve.append({"env_steps": int(path.stem.split("_")[1]),
                           **evaluate(env, featurizer, act, episodes, cfg.train.evaluation_seed,
                                      success_key=cfg.train.success_key)})
