@@ -188,10 +188,10 @@ class ConRFTAgent(nn.Module):
                 torch.arange(3 * n, device=a.device) >= n  # official Cal-QL: the policy's samples only
             penalty = calql_penalty(q, q_sampled, batch["mc_return"], bounded, self.cfg.critic.cql_include_data)
             loss = loss + self.cfg.critic.cql_alpha * penalty
-            # Bounded samples with Q below the MC return get no push-down: the share still pushed (uniform ones).
-            pushed = q_sampled[..., :n] > batch["mc_return"][None, :, None]
-            info.update({"critic/calql": penalty.item(), "critic/calql_uniform_pushed":
-                         pushed.float().mean().item() if bounded is None else 1.0})
+            info["critic/calql"] = penalty.item()
+            if bounded is None:  # uniform samples with Q below the MC return get no push-down: the share pushed
+                pushed = q_sampled[..., :n] > batch["mc_return"][None, :, None]
+                info["critic/calql_uniform_pushed"] = pushed.float().mean().item()
         return loss, info
 
     def bc_mask(self, batch: dict) -> torch.Tensor | None:
