@@ -1,5 +1,5 @@
-"""Faults in a running simulated session (real processes over DDS): a learner killed and restarted, a teleop
-node killed while it drives the robot."""
+"""A running simulated session (real processes over DDS): a learner killed and restarted, a teleop node killed
+while it drives the robot, weights held back during the offline stage, and the observations' timing."""
 import os
 import re
 import signal
@@ -17,6 +17,7 @@ from conrft_interfaces.msg import Intervention, PolicyWeights, RobotState, Trans
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "config"
+SYNC_TOLERANCE = yaml.safe_load((CONFIG / "policy_sim.yaml").read_text())["policy"]["ros__parameters"]["sync_tolerance"]
 KEEP_ALL = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
 
 
@@ -38,6 +39,10 @@ def start_learner(ros_process, assets, run_dir, *args):
                        "-p", "use_sim_time:=true", "-p", f"vla_checkpoint:={assets['vla_checkpoint']}",
                        "-p", f"demo_bags:=[{assets['demo_bag']}]", "-p", f"run_dir:={run_dir}",
                        "-p", f"config_file:={assets['train_config']}", "-p", "task:=pick_cube", *args)
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
@@ -137,3 +142,16 @@ def test_no_weights_before_the_offline_stage_is_done(ros_process, ros_node, tmp_
     assert weights[0].learner_step >= offline, weights[0].learner_step  # not one every 2 offline updates
     ros_node.spin_until(lambda: False, timeout=2.0)
     assert len(weights) == 1  # nothing more until transitions arrive
+
+
+def test_each_step_sees_images_of_the_same_instant_as_its_state(ros_process, ros_node, tmp_path, graph_assets):
+    """The sim renders on the control tick and its frame arrives a few ms after the tick's clock: a step that
+    took the latest image at the tick itself would pair the state with a frame one whole step old, unlike the
+    demonstrations."""
+    transitions = []
+    ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
+    start_graph(ros_process, graph_assets, tmp_path / "run")
+    assert ros_node.spin_until(lambda: len(transitions) >= 40, timeout=180), "no transitions"
+    lags = [stamp_seconds(t.header.stamp) - stamp_seconds(img.header.stamp) for t in transitions for img in t.images]
+    assert len(lags) == 2 * len(transitions)  # both cameras
+    assert max(abs(lag) for lag in lags) <= SYNC_TOLERANCE, sorted(lags)[-5:]

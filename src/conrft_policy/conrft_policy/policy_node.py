@@ -1,7 +1,11 @@
 """Policy node: runs episodes on the robot (or the sim node) with the current policy and the human's takeovers.
 
 Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time`):
-1. the observation: latest images of every camera and the latest RobotState; any older than `max_obs_age`
+1. the observation: the step waits for every camera's image stamped at the tick (within `sync_tolerance`) and
+   pairs it with the RobotState of the images' instant, so that both describe one instant as in the
+   demonstrations (a sim camera renders on the tick and its frame arrives a few ms after the tick's clock: the
+   latest image at the tick itself is a whole step old). A step whose images have not come by the next tick
+   runs on the latest ones and counts as late (`/diagnostics`); any source older than `max_obs_age`
    stops the robot (hold at the measured pose) and ends the episode (truncated);
 2. the previous step's `Transition` (reward from the success source, terminal flags) is published; at the
    end of an episode the robot holds and the next episode is reset through `reset_service`;
@@ -22,6 +26,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -72,6 +77,7 @@ PARAMS = {
     "unseen": False,  # reset option: objects over the unseen range
     "deterministic": False,
     "max_obs_age": 0.5,  # s
+    "sync_tolerance": 0.05,  # s: a step waits for images stamped no earlier than its tick minus this
     "intervention_timeout": 0.1,  # s of teleop silence during an intervention before holding (5 missed 50 Hz messages)
     "safety_box_low": [0.3, -0.2, 0.01],
     "safety_box_high": [0.7, 0.2, 0.35],
@@ -94,6 +100,9 @@ class PolicyNode(Node):
                 raise ConfigError(f"parameter '{key}' is required (set it in the policy node's parameter file)")
         if p["control_rate"] <= 0 or p["max_episode_steps"] < 1 or p["max_obs_age"] <= 0:
             raise ConfigError("control_rate and max_obs_age must be > 0 and max_episode_steps >= 1")
+        if not 0 <= p["sync_tolerance"] < 1.0 / p["control_rate"]:
+            raise ConfigError(f"parameter 'sync_tolerance' must be in [0, 1 / control_rate) s, "
+                              f"got {p['sync_tolerance']}")
         try:
             self.box = SafetyBox(tuple(p["safety_box_low"]), tuple(p["safety_box_high"]))
             self.scale = ActionScale(p["max_translation"], p["max_rotation"], p["gripper_max_width"])
@@ -118,7 +127,8 @@ class PolicyNode(Node):
                                   f"{self.featurizer.dim}")
         self.chunk = ChunkExecutor()
         self.images: dict[str, Image] = {}
-        self.state: RobotState | None = None
+        self.state: RobotState | None = None  # the latest (holds); steps take the one of their images' instant
+        self.states: deque[RobotState] = deque(maxlen=200)
         self.success = False
         self.intervention: Intervention | None = None
         self.intervention_rx = 0.0  # monotonic receive time of the last Intervention
@@ -128,11 +138,13 @@ class PolicyNode(Node):
         self.last_reason, self.path = "", []
         self.refused_at: dict[str, float] = {}  # refusal kind (numbers masked) -> monotonic time last logged
         self.gripper_cmd = 1.0
+        self.due: float | None = None  # tick time of the step waiting for its images
+        self.late_steps = 0
 
         for cam in self.cameras:
             self.create_subscription(Image, p["image_topic_format"].format(cam),
-                                     lambda msg, c=cam: self.images.__setitem__(c, msg), 2)
-        self.create_subscription(RobotState, p["state_topic"], lambda m: setattr(self, "state", m), 10)
+                                     lambda msg, c=cam: self._on_image(c, msg), 2)
+        self.create_subscription(RobotState, p["state_topic"], self._on_state, 10)
         self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10)
         self.source, self.intervention_publishers = SingleSource(p["teleop_node"]), []
         self.create_timer(1.0, self._list_intervention_publishers, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -159,6 +171,17 @@ class PolicyNode(Node):
     def _list_intervention_publishers(self) -> None:
         self.intervention_publishers = [(e.node_name, bytes(e.endpoint_gid))
                                         for e in self.get_publishers_info_by_topic(self.params["intervention_topic"])]
+
+    def _on_state(self, msg: RobotState) -> None:
+        self.state = msg
+        self.states.append(msg)
+        if self.due is not None:
+            self._advance()
+
+    def _on_image(self, camera: str, msg: Image) -> None:
+        self.images[camera] = msg
+        if self.due is not None:
+            self._advance()
 
     def _on_intervention(self, msg: Intervention, info: dict) -> None:
         """Only the one configured source may drive (conrft_core.robot.teleop.SingleSource)."""
@@ -232,7 +255,19 @@ class PolicyNode(Node):
                 self._request_reset()
         elif self.phase == "resetting":
             self._check_reset()
-        elif self.phase == "wait_obs":
+        elif self.phase in ("wait_obs", "running"):
+            late = self.due is not None  # the last tick's images never came: this step takes the latest ones
+            self.late_steps += late and self.phase == "running"
+            self.due = self.get_clock().now().nanoseconds * 1e-9
+            self._advance(force=late)
+
+    def _advance(self, force: bool = False) -> None:
+        """The due step, once every camera's image is stamped at its tick and the state of the images' instant
+        has come in (`force`: at once, on the latest)."""
+        if not force and not self._synced():
+            return
+        self.due = None
+        if self.phase == "wait_obs":
             obs = self._observation(quiet=True)
             if obs is not None and obs["stamp"] >= self.reset_requested_at:
                 self._start_episode(obs)
@@ -270,19 +305,30 @@ class PolicyNode(Node):
         self.reset_requested_at = self.get_clock().now().nanoseconds * 1e-9
         self.phase = "wait_obs"
 
+    def _synced(self) -> bool:
+        if any(c not in self.images for c in self.cameras) or self.state is None:
+            return False
+        frames = min(stamp_seconds(self.images[c].header.stamp) for c in self.cameras)
+        return frames >= self.due - self.params["sync_tolerance"] and stamp_seconds(self.state.header.stamp) >= frames
+
     def _observation(self, quiet: bool) -> dict | None:
-        """Latest images + state if all are fresh, else None (the reason is logged unless `quiet`)."""
+        """Latest images + the state nearest their instant, if all are fresh, else None (the reason is logged
+        unless `quiet`). Under load the state callbacks (100 Hz) run ahead of a frame's: the latest state could
+        be several ms newer than the images it is paired with."""
         max_age = self.params["max_obs_age"]
         sources = {f"camera '{c}'": self.images.get(c) for c in self.cameras}
-        sources["robot state"] = self.state
+        frames = [stamp_seconds(m.header.stamp) for m in sources.values() if m is not None]
+        sources["robot state"] = min(self.states, key=lambda m: abs(stamp_seconds(m.header.stamp) - min(frames)),
+                                     default=None) if frames else self.state
         for name, msg in sources.items():
             a = age(self, msg.header.stamp) if msg is not None else float("inf")
             if a > max_age:
                 if not quiet:
                     self._refuse(f"{name} is stale ({a:.2f} s > max_obs_age {max_age} s): stopping the robot")
                 return None
-        pos, quat = pose_arrays(self.state.ee_pose)
-        return {"images": {c: self.images[c] for c in self.cameras}, "state": self.state, "pos": pos, "quat": quat,
+        state = sources["robot state"]
+        pos, quat = pose_arrays(state.ee_pose)
+        return {"images": {c: self.images[c] for c in self.cameras}, "state": state, "pos": pos, "quat": quat,
                 "stamp": min(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in sources.values())}
 
     def _start_episode(self, obs: dict) -> None:
@@ -472,7 +518,7 @@ class PolicyNode(Node):
     def _diagnostics(self) -> None:
         level = DiagnosticStatus.OK if self.phase == "running" else DiagnosticStatus.WARN
         values = {"phase": self.phase, "episode": self.episode_id, "step": self.t, "policy_version": self.version,
-                  "episodes_done": self.episodes_done, "last_refusal": self.last_reason,
+                  "episodes_done": self.episodes_done, "late_steps": self.late_steps, "last_refusal": self.last_reason,
                   "intervention": bool(self.intervention and self.intervention.active)}
         status = DiagnosticStatus(level=level, name="conrft/policy", hardware_id="conrft",
                                   message=self.last_reason or self.phase,
