@@ -155,3 +155,28 @@ def test_each_step_sees_images_of_the_same_instant_as_its_state(ros_process, ros
     lags = [stamp_seconds(t.header.stamp) - stamp_seconds(img.header.stamp) for t in transitions for img in t.images]
     assert len(lags) == 2 * len(transitions)  # both cameras
     assert max(abs(lag) for lag in lags) <= SYNC_TOLERANCE, sorted(lags)[-5:]
+
+
+def test_the_scripted_human_acts_on_each_steps_own_state_in_lockstep(ros_process, ros_node, tmp_path, graph_assets):
+    """The teleop answers each transition with an Intervention stamped with it; the policy node waits for that
+    answer, so a step the human drives executes the command computed on that step's state, as in-process
+    (without the wait it executed the answer to the transition before: computed on the previous state)."""
+    interventions, transitions = [], []
+    ros_node.create_subscription(Intervention, "/conrft/intervention", interventions.append, 100)
+    ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
+    start_graph(ros_process, graph_assets, tmp_path / "run", policy_args=("-p", "max_episode_steps:=80"),
+                teleop_args=("-p", "patience:=2", "-p", "takeover_steps:=40"))
+    driven = lambda: [t for t in transitions if t.intervened and t.step > 0]  # noqa: E731
+    assert ros_node.spin_until(lambda: len(driven()) >= 30, timeout=240), "no interventions"
+    answers = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in interventions}
+    before = {(t.episode_id, t.step): t for t in transitions}
+    matched = 0
+    for t in driven():
+        prev = before[t.episode_id, t.step - 1].header.stamp
+        answer = answers.get((prev.sec, prev.nanosec))
+        assert answer is not None, "a transition without its answer"
+        tw = answer.twist
+        command = np.array([tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y, tw.angular.z,
+                            answer.gripper], np.float32)
+        matched += bool(np.allclose(np.asarray(t.action, np.float32), command, atol=1e-6))
+    assert matched >= 0.9 * len(driven()), f"{matched} of {len(driven())} driven steps executed their own answer"

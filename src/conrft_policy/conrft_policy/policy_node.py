@@ -11,7 +11,11 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    end of an episode the robot holds and the next episode is reset through `reset_service`;
 3. the action: the teleop command while an intervention is active (a silent teleop for longer than
    `intervention_timeout` means "hold position"), else the next action of the current chunk; a new chunk is
-   predicted (and published as ActionChunk) when the chunk is used up; pending weights are adopted only then;
+   predicted (and published as ActionChunk) when the chunk is used up; pending weights are adopted only then.
+   With `human_lockstep` (simulation) and a teleop that answers transitions (the scripted one with `lockstep`:
+   an Intervention stamped with the transition), the step first waits, up to that long, for the answer to the
+   transition just published: the simulated human then acts on the step's own state, as in the in-process
+   loop, instead of one step late. A teleop that never answers (a SpaceMouse) is never waited for;
 4. the action becomes a pose target (clipped to the safety box) on `target_topic` plus a gripper width on
    `gripper_topic`. Every action and chunk is checked first (shape, NaN, range): a bad one is refused with
    the reason logged and the robot holds.
@@ -79,6 +83,7 @@ PARAMS = {
     "max_obs_age": 0.5,  # s
     "sync_tolerance": 0.05,  # s: a step waits for images stamped no earlier than its tick minus this
     "intervention_timeout": 0.1,  # s of teleop silence during an intervention before holding (5 missed 50 Hz messages)
+    "human_lockstep": 0.0,  # s to wait for the scripted human's answer to each transition (sim); 0 = never wait
     "safety_box_low": [0.3, -0.2, 0.01],
     "safety_box_high": [0.7, 0.2, 0.35],
     "max_translation": 0.01,
@@ -140,6 +145,8 @@ class PolicyNode(Node):
         self.gripper_cmd = 1.0
         self.due: float | None = None  # tick time of the step waiting for its images
         self.late_steps = 0
+        self.awaiting: dict | None = None  # a step waiting for the human's answer (human_lockstep)
+        self.published_key, self.answering, self.human_late = None, False, 0
 
         for cam in self.cameras:
             self.create_subscription(Image, p["image_topic_format"].format(cam),
@@ -196,6 +203,10 @@ class PolicyNode(Node):
                          f"teleop_node)")
             return
         self.intervention, self.intervention_rx = msg, time.monotonic()
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self.answering = self.answering or key == self.published_key
+        if self.awaiting is not None and key == self.awaiting["key"]:
+            self._act_awaited()
 
     def _on_weights(self, msg: PolicyWeights) -> None:
         if msg.version <= self.version or self.featurizer is None:
@@ -267,6 +278,8 @@ class PolicyNode(Node):
         if not force and not self._synced():
             return
         self.due = None
+        if self.awaiting is not None:  # the human never answered the last step: it acts on the latest command
+            self._act_awaited(late=True)
         if self.phase == "wait_obs":
             obs = self._observation(quiet=True)
             if obs is not None and obs["stamp"] >= self.reset_requested_at:
@@ -354,6 +367,18 @@ class PolicyNode(Node):
             {**{c: image_to_array(m) for c, m in obs["images"].items()}, "proprio": obs["proprio"],
              "instruction": self.params["instruction"]})
         self.feature_seconds = time.perf_counter() - start  # part of a chunk's inference latency
+        if self.params["human_lockstep"] > 0 and self.answering and self.prev is not None:  # just published
+            self.awaiting = {"key": self.published_key, "obs": obs, "feats": feats,
+                             "deadline": time.monotonic() + self.params["human_lockstep"]}
+            return
+        self._act(obs, feats)
+
+    def _act_awaited(self, late: bool = False) -> None:
+        step, self.awaiting = self.awaiting, None
+        self.human_late += late
+        self._act(step["obs"], step["feats"])
+
+    def _act(self, obs: dict, feats) -> None:
         action, policy_action, intervened = self._choose(feats)
         held = action is None
         if held:
@@ -377,6 +402,8 @@ class PolicyNode(Node):
         return iv is not None and iv.active and silence > self.params["intervention_timeout"]
 
     def _teleop_watchdog(self) -> None:
+        if self.awaiting is not None and time.monotonic() > self.awaiting["deadline"]:
+            self._act_awaited(late=True)
         if self.phase == "running" and self._teleop_silent():
             self._refuse("teleop silent during an intervention: holding position")
             self._hold()
@@ -459,6 +486,7 @@ class PolicyNode(Node):
                          terminated=terminated, success=success, truncated=truncated,
                          intervened=prev["intervened"], held=prev["held"], policy_version=prev["version"])
         msg.header.stamp = prev["obs"]["state"].header.stamp
+        self.published_key = (msg.header.stamp.sec, msg.header.stamp.nanosec)  # what a lockstep teleop answers
         msg.header.frame_id = self.params["frame_id"]
         if terminated or truncated:
             msg.final_images = [obs["images"][c] for c in self.cameras]
@@ -518,7 +546,8 @@ class PolicyNode(Node):
     def _diagnostics(self) -> None:
         level = DiagnosticStatus.OK if self.phase == "running" else DiagnosticStatus.WARN
         values = {"phase": self.phase, "episode": self.episode_id, "step": self.t, "policy_version": self.version,
-                  "episodes_done": self.episodes_done, "late_steps": self.late_steps, "last_refusal": self.last_reason,
+                  "episodes_done": self.episodes_done, "late_steps": self.late_steps,
+                  "human_late": self.human_late, "last_refusal": self.last_reason,
                   "intervention": bool(self.intervention and self.intervention.active)}
         status = DiagnosticStatus(level=level, name="conrft/policy", hardware_id="conrft",
                                   message=self.last_reason or self.phase,

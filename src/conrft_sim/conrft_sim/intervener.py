@@ -15,7 +15,11 @@ human, per control step:
   that does not move is taken over after `patience` steps (its first step has no motion history yet);
 - handing back: at the first phase the expert advances to once it has driven `takeover_steps` steps: the
   human has fixed what went wrong and moved the task on. The final phase has no next one, so a human who
-  takes over there finishes the episode.
+  takes over there finishes the episode;
+- reacting late (`reaction_steps`): what the human decides on a step's state is executed that many steps
+  later (the policy acts meanwhile). 0 is the in-process loop's ideal human; the ROS graph's scripted teleop
+  reacts one step late (it judges step t on the transition the policy node publishes at the start of step
+  t + 1, and its command reaches the step after).
 """
 from __future__ import annotations
 
@@ -41,9 +45,10 @@ class IntervenerConfig:
     max_takeovers: int = 4  # per episode
     expert_noise: str = "zero"  # preset from conrft_sim.demos.NOISE_PRESETS for the human's driving
     enabled: bool = True
+    reaction_steps: int = 0  # steps between the state a decision is made on and the step it is executed at
 
     def __post_init__(self) -> None:
-        for name, low in (("patience", 1), ("takeover_steps", 1), ("max_takeovers", 0)):
+        for name, low in (("patience", 1), ("takeover_steps", 1), ("max_takeovers", 0), ("reaction_steps", 0)):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= low):
                 raise ValueError(f"intervener.{name} must be an integer >= {low}, got {value!r}")
@@ -77,6 +82,7 @@ class ScriptedIntervener:
         self.steps = self.intervened_steps = self.takeovers = 0
         self._human = False
         self._driven = 0  # steps driven since the takeover
+        self._decided: deque[tuple[np.ndarray, bool]] = deque()  # decisions not yet executed (reaction_steps)
         self._watch_policy()
 
     @property
@@ -91,6 +97,15 @@ class ScriptedIntervener:
         sim: FrankaSim = getattr(env, "sim", env)
         policy_action = np.asarray(policy_action, dtype=np.float32)
         self.steps += 1
+        self._decided.append(self._decide(sim, policy_action))
+        action, human = self._decided.popleft() if len(self._decided) > self.config.reaction_steps \
+            else (policy_action, False)
+        if not human:
+            return policy_action, False  # the policy acts on the current state meanwhile
+        self.intervened_steps += 1
+        return action, True
+
+    def _decide(self, sim: FrankaSim, policy_action: np.ndarray) -> tuple[np.ndarray, bool]:
         if not self._human and self.config.enabled:
             self._bad_streak = self._bad_streak + 1 if self._policy_is_bad(sim, policy_action) else 0
             if self._bad_streak >= self.config.patience and self.takeovers < self.config.max_takeovers:
@@ -101,7 +116,6 @@ class ScriptedIntervener:
             return policy_action, False
         phase = self.expert.phase
         action = self.expert.act(sim)
-        self.intervened_steps += 1
         self._driven += 1
         if self._driven >= self.config.takeover_steps and self.expert.phase > phase:
             self._human = False  # hand back from the next step on

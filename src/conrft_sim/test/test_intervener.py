@@ -48,6 +48,24 @@ def test_frozen_policy_is_taken_over_after_patience_and_the_human_finishes(sim):
         assert intervener.steps == len(flags) and 1 <= intervener.takeovers <= config.max_takeovers
 
 
+def test_a_late_human_executes_each_decision_one_step_later():
+    """reaction_steps = 1 (the graph's scripted teleop): on the same states, the executed action of step t is
+    what the prompt human decided at step t - 1; meanwhile the policy's own action runs."""
+    sim = FrankaSim(SimConfig(task="pick_cube", cameras=()))
+    frozen = np.array([0, 0, 0, 0, 0, 0, 1], np.float32)
+    prompt = ScriptedIntervener("pick_cube", IntervenerConfig(), np.random.default_rng(0))
+    late = ScriptedIntervener("pick_cube", IntervenerConfig(reaction_steps=1), np.random.default_rng(0))
+    sim.reset(seed=0)
+    decided, executed = [], []
+    for _ in range(12):  # the arm never moves: both judge identical states
+        decided.append(prompt.step(sim, frozen))
+        executed.append(late.step(sim, frozen))
+    assert [f for _, f in executed] == [False] + [f for _, f in decided[:-1]]
+    for (a, f), (b, _) in zip(executed[1:], decided[:-1]):
+        np.testing.assert_array_equal(a, b if f else frozen)
+    assert late.intervened_steps == sum(f for _, f in executed) == prompt.intervened_steps - 1
+
+
 def test_zero_noise_expert_policy_is_never_taken_over(sim):
     for seed in (0, 1, 2):
         expert = make_expert(sim.task.name, ExpertNoise.zero(), np.random.default_rng(seed))

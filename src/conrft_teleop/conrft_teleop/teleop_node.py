@@ -7,6 +7,9 @@ Sources (parameter `source`):
 - `scripted`: the simulated human of the learning library (conrft_sim.intervener.ScriptedIntervener) for sim
   sessions. It watches a private mirror of the simulated world (`/sim/world_state`) and judges each policy
   step when its transition arrives: its commands act one control step later, like a human's reaction time.
+  With `lockstep` it also answers each transition at once with an Intervention stamped with it, so that a
+  policy node with `human_lockstep` executes the answer on the step it was computed for (the in-process
+  loop's prompt human).
 
 The stream is also the heartbeat: the policy node holds the robot when it goes silent during an intervention.
 An outcome key (success / failure) stays in the published messages for `outcome_hold` seconds.
@@ -20,7 +23,6 @@ import time
 import tty
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Twist
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -60,6 +62,7 @@ PARAMS = {
     "takeover_steps": 8,
     "max_takeovers": 4,
     "expert_noise": "zero",
+    "lockstep": False,  # answer each transition at once (stamped with it): see the policy node's human_lockstep
 }
 
 
@@ -149,6 +152,8 @@ class TeleopNode(Node):
         self.mirror.restore(self.world)
         action, self.active = self.human.step(self.mirror, np.asarray(msg.policy_action, np.float64))
         self.action = np.asarray(action, np.float64)
+        if self.params["lockstep"]:
+            self.pub.publish(self._message(msg.header.stamp))
 
     # --- output ---------------------------------------------------------------------------------------------
     def _publish(self) -> None:
@@ -159,12 +164,15 @@ class TeleopNode(Node):
                 self.outcome, self.outcome_until = outcome, now + self.params["outcome_hold"]
         if now > self.outcome_until:
             self.outcome = 0
+        self.pub.publish(self._message(self.get_clock().now().to_msg()))
+
+    def _message(self, stamp) -> Intervention:
         msg = Intervention(active=bool(self.active), gripper=float(self.action[6]), outcome=self.outcome,
                            source=self.params["source"])
-        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.params["frame_id"]
+        msg.header.stamp, msg.header.frame_id = stamp, self.params["frame_id"]
         t = msg.twist
         t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z = map(float, self.action[:6])
-        self.pub.publish(msg)
+        return msg
 
     def destroy_node(self) -> None:
         """Give the terminal back as it was (keyboard mode puts it in cbreak mode)."""
