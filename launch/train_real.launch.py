@@ -10,10 +10,13 @@ example controller: <controller>/equilibrium_pose). The policy node refuses to m
 it. Episode resets: home_reset serves /conrft/reset_episode by driving the arm to the home pose of
 config/home_reset.yaml (measure yours); objects are put back by a person. Also yours: a bridge from
 /conrft/gripper_width (std_msgs/Float64, metres) to the gripper driver. The SpaceMouse needs spacenavd; the
-spacenav driver node starts here.
+spacenav driver node starts here. Success comes from the human's key; with `success_detector:=true
+detector_model:=FILE success_topic:=/conrft/success` also from the learned detector on the camera images
+(config/success_detector.yaml; train it on your recorded bags with `conrft success-detector train`).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -32,6 +35,13 @@ def generate_launch_description():
                               description="geometry_msgs/PoseStamped target of your impedance controller"),
         DeclareLaunchArgument("front_device", default_value="/dev/video0"),
         DeclareLaunchArgument("wrist_device", default_value="/dev/video2"),
+        DeclareLaunchArgument("success_detector", default_value="false",
+                              description="start the learned success detector (needs detector_model)"),
+        DeclareLaunchArgument("detector_model", default_value="",
+                              description="success_detector.safetensors from `conrft success-detector train`"),
+        DeclareLaunchArgument("success_topic", default_value="",
+                              description="the policy node's success topic (\"\" = the human's key only); "
+                                          "/conrft/success = the detector's"),
         Node(package="conrft_policy", executable="camera_publisher", name="camera", output="screen",
              parameters=[config("camera_publisher.yaml"), {"device": arg("front_device")}]),
         Node(package="conrft_policy", executable="camera_publisher", name="camera_wrist", output="screen",
@@ -43,7 +53,11 @@ def generate_launch_description():
         Node(package="conrft_policy", executable="policy_node", name="policy", output="screen",
              parameters=[config("policy_real.yaml"),
                          {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction"),
-                          "target_topic": arg("controller_topic")}]),
+                          "target_topic": arg("controller_topic"), "success_topic": arg("success_topic")}]),
+        # The learned success detector on the cameras, publishing on /conrft/success (success_detector.yaml).
+        Node(package="conrft_policy", executable="success_detector", name="success_detector", output="screen",
+             condition=IfCondition(arg("success_detector")),
+             parameters=[config("success_detector.yaml"), {"model": arg("detector_model")}]),
         Node(package="spacenav", executable="spacenav_node", name="spacenav", output="screen"),
         Node(package="conrft_teleop", executable="teleop_node", name="teleop", output="screen",
              parameters=[config("teleop_spacenav.yaml")]),

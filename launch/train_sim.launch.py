@@ -4,7 +4,9 @@
         demo_bag:=out/demo/pick_cube_demos run_dir:=out/session
 
 The same nodes and parameter files as `conrft session config/sim_pick_cube.yaml` (for machines without
-ros2 launch). Every node runs on sim time from the sim node's /clock.
+ros2 launch). Every node runs on sim time from the sim node's /clock. Success comes from the sim's privileged
+/sim/success; with `success_detector:=true detector_model:=FILE success_topic:=/conrft/success` from the
+learned detector on the camera images instead (config/success_detector.yaml).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -30,13 +32,24 @@ def generate_launch_description():
         DeclareLaunchArgument("image_size", default_value="64", description="camera images = the VLA input size"),
         DeclareLaunchArgument("real_time_factor", default_value="1.0", description="simulation speed"),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz with the ConRFT view"),
+        DeclareLaunchArgument("success_detector", default_value="false",
+                              description="start the learned success detector (needs detector_model)"),
+        DeclareLaunchArgument("detector_model", default_value="",
+                              description="success_detector.safetensors from `conrft success-detector train`"),
+        DeclareLaunchArgument("success_topic", default_value="/sim/success",
+                              description="the policy node's success source; /conrft/success = the detector's"),
         Node(package="conrft_sim", executable="sim_node", name="sim", output="screen",
              parameters=[config("sim_node.yaml"), {"task": arg("task"), "image_width": arg("image_size"),
                                                    "image_height": arg("image_size"),
                                                    "real_time_factor": arg("real_time_factor")}]),
         Node(package="conrft_policy", executable="policy_node", name="policy", output="screen",
              parameters=[config("policy_sim.yaml"), sim_time,
-                         {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction")}]),
+                         {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction"),
+                          "success_topic": arg("success_topic")}]),
+        # The learned success detector on the cameras, publishing on /conrft/success (success_detector.yaml).
+        Node(package="conrft_policy", executable="success_detector", name="success_detector", output="screen",
+             condition=IfCondition(arg("success_detector")),
+             parameters=[config("success_detector.yaml"), sim_time, {"model": arg("detector_model")}]),
         Node(package="conrft_teleop", executable="teleop_node", name="teleop", output="screen",
              parameters=[config("teleop_sim.yaml"), sim_time, {"task": arg("task")}]),
         Node(package="conrft_learner", executable="learner_node", name="learner", output="screen",

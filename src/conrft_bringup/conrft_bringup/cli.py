@@ -197,6 +197,48 @@ def cmd_session(args) -> int:
     return run_session(args.config, overrides)
 
 
+def cmd_detector_train(args) -> int:
+    from conrft_core.learning.success import DetectorConfig, format_report, save_detector, train_detector
+
+    if args.out.exists() and not args.force:
+        raise FileExistsError(f"output {args.out} already exists; choose another --out or pass --force")
+    data = {key: getattr(args, key) for key in ("steps", "validation_fraction", "seed")
+            if getattr(args, key) is not None}
+    if args.cameras:
+        data["cameras"] = args.cameras.split(",")
+    cfg = from_dict(DetectorConfig, data, "success-detector")
+    detector, report = train_detector(args.bags, cfg, device=args.device, progress=not args.quiet)
+    save_detector(args.out, detector)  # only now: a bad input above leaves nothing behind
+    print(f"success detector on {', '.join(detector.cameras)} ({detector.image_size[1]}x{detector.image_size[0]}, "
+          f"its own CNN) from {len(args.bags)} bag(s)")
+    print(format_report(report))
+    print(f"wrote {args.out} (threshold {detector.threshold:.3f})")
+    return 0
+
+
+def cmd_detector_eval(args) -> int:
+    from conrft_core.learning.success import detection_report, format_detection, load_detector, load_frames
+
+    detector = load_detector(args.model)
+    if args.sim_episodes:
+        from conrft_sim.success_frames import rollout_frames
+
+        frames = rollout_frames(args.task, detector.cameras, detector.image_size, args.sim_episodes, args.seed,
+                                args.after_success, progress=not args.quiet)
+        source = (f"{args.sim_episodes} {args.task} operator rollouts (seeds {args.seed}+, {args.after_success} "
+                  f"steps past success) against the privileged success")
+    elif args.bags:
+        frames, source = load_frames(args.bags, detector.cameras)[0], f"bag(s) {', '.join(map(str, args.bags))}"
+    else:
+        raise ValueError("give held-out bags or --sim-episodes N")
+    report = detection_report(detector, frames, args.consecutive_frames)
+    print(f"{args.model} on {source}")
+    print(format_detection(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conrft",
@@ -284,6 +326,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("success-detector", help="a learned success classifier on camera images: train, evaluate")
+    det = p.add_subparsers(dest="detector_command", metavar="ACTION", required=True)
+    q = det.add_parser("train", help="train from recorded episodes (positives: success frames and key presses)")
+    q.add_argument("bags", nargs="+", type=Path, help="rosbag2 folders with /conrft/transitions")
+    q.add_argument("--out", required=True, type=Path, help="output file (success_detector.safetensors)")
+    q.add_argument("--cameras", help="comma-separated cameras (default: every camera of the bags)")
+    q.add_argument("--steps", type=int, help="gradient steps (default 600)")
+    q.add_argument("--val-fraction", dest="validation_fraction", type=float,
+                   help="share of episodes held out for validation and the threshold (default 0.25)")
+    q.add_argument("--seed", type=int)
+    q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    q.add_argument("--force", action="store_true", help="replace --out if it exists")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_detector_train)
+    q = det.add_parser("eval", help="precision / recall on held-out bags or simulated rollouts")
+    q.add_argument("model", type=Path, help="a file from `conrft success-detector train`")
+    q.add_argument("bags", nargs="*", type=Path, help="held-out rosbag2 folders")
+    q.add_argument("--sim-episodes", type=int, default=0,
+                   help="instead of bags: N operator rollouts in simulation, labelled with the privileged success")
+    q.add_argument("--task", default="pick_cube", help="task of the rollouts (default pick_cube)")
+    q.add_argument("--seed", type=int, default=5000, help="first rollout seed (default 5000)")
+    q.add_argument("--after-success", type=int, default=10, help="rollout steps after the success (default 10)")
+    q.add_argument("--consecutive-frames", type=int, default=2,
+                   help="frames in a row the rule needs (the node's consecutive_frames; default 2)")
+    q.add_argument("--json", type=Path, help="also write the report as JSON")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_detector_eval)
 
     p = sub.add_parser("session", help="start a session's nodes as processes (where ros2 launch is absent)")
     p.add_argument("config", type=Path, help="session YAML, e.g. config/sim_pick_cube.yaml")

@@ -15,6 +15,7 @@ A session file:
         executable: learner_node
         params: [learner.yaml]              # parameter files, relative to the session file's folder
         parameters: {run_dir: $(arg run_dir)}  # single parameters, after the files
+        enabled: true             # or $(arg name) with a true/false argument (ros2 launch's IfCondition)
 
 Every node's output is streamed with a `[name]` prefix. Ctrl-C (or the stop condition) stops all nodes with
 SIGINT (SIGKILL after `stop_timeout`). Exit status: 0 when the session ended by its stop condition or
@@ -47,6 +48,7 @@ class NodeSpec:
     executable: str
     params: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
+    enabled: bool | str = True  # a string is $(arg name), resolved by load_session
 
 
 @dataclass
@@ -92,6 +94,11 @@ def load_session(path: str | Path, overrides: dict[str, str]) -> tuple[SessionCo
     nodes = {}
     for name, raw in cfg.nodes.items():
         spec = from_dict(NodeSpec, raw, f"nodes.{name}")
+        spec.enabled = _substitute(spec.enabled, args, f"nodes.{name}.enabled")
+        if not isinstance(spec.enabled, bool):
+            raise ConfigError(f"nodes.{name}.enabled must be true or false, got {spec.enabled!r}")
+        if not spec.enabled:
+            continue
         spec.params = [str(path.parent / p) for p in spec.params]
         for p in spec.params:
             if not Path(p).is_file():

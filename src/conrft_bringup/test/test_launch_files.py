@@ -22,6 +22,7 @@ PARAM_FILES = {
     "robot_state_publisher.yaml": ("conrft_policy", "robot_state_publisher"),
     "demo_recorder.yaml": ("conrft_bringup", "demo_recorder"),
     "home_reset.yaml": ("conrft_policy", "home_reset"),
+    "success_detector.yaml": ("conrft_policy", "success_detector"),
 }
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conrft_core.checkpoint import load_checkpoint
@@ -73,3 +74,24 @@ def test_session_rejects_unknown_argument():
     res = run_session(SESSION, {"vla_chekpoint": "x"}, timeout=60)
     assert res.returncode == 2
     assert "unknown session argument 'vla_chekpoint'" in res.stderr
+
+
+def test_success_detector_is_a_session_switch(tmp_path):
+    from conrft_bringup.session import load_session
+    from conrft_core.config import ConfigError
+
+    _, nodes = load_session(SESSION, {})
+    assert "success_detector" not in nodes and nodes["policy"].parameters["success_topic"] == "/sim/success"
+    _, nodes = load_session(SESSION, {"success_detector": "true", "detector_model": "d.safetensors",
+                                      "success_topic": "/conrft/success"})
+    detector = yaml.safe_load((ROOT / "config" / "success_detector.yaml").read_text())
+    assert nodes["success_detector"].parameters == {"model": "d.safetensors"}
+    assert nodes["success_detector"].params == [str(SESSION.parent / "success_detector.yaml")]
+    # The policy node listens where the detector publishes.
+    assert nodes["policy"].parameters["success_topic"] == \
+        detector["success_detector"]["ros__parameters"]["success_topic"] == "/conrft/success"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"args": {"on": "maybe"}, "nodes": {"a": {
+        "package": "conrft_policy", "executable": "success_detector", "enabled": "$(arg on)"}}}))
+    with pytest.raises(ConfigError, match="nodes.a.enabled must be true or false, got 'maybe'"):
+        load_session(bad, {})

@@ -24,6 +24,8 @@ from conrft_core.data.transitions import TransitionError, episode_from_transitio
 
 TRANSITIONS_TOPIC = "/conrft/transitions"
 TRANSITION_TYPE = "conrft_interfaces/msg/Transition"
+INTERVENTION_TOPIC = "/conrft/intervention"
+INTERVENTION_TYPE = "conrft_interfaces/msg/Intervention"
 INTERFACE_MESSAGES = ("ActionChunk", "Intervention", "PolicyWeights", "RobotState", "Transition")
 DISTROS = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY, "kilted": Stores.ROS2_KILTED}
 
@@ -201,3 +203,24 @@ def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC,
     if not episodes:
         raise BagError(f"bag {path} holds no complete episode on {topic}")
     return episodes
+
+
+def read_success_presses(path: str | Path, topic: str = INTERVENTION_TOPIC) -> np.ndarray:
+    """Times (s, header stamps) at which the operator pressed the success key, from the `Intervention` messages
+    a bag holds on `topic` (`ros2 bag record /conrft/transitions /conrft/intervention`); empty when it has none.
+
+    The teleop node repeats a keyed outcome in every message for `outcome_hold`, so a press is the first message
+    of each run of outcome 1: one labelled moment, not a stretch of them."""
+    path = Path(path)
+    try:
+        with AnyReader([path], default_typestore=make_typestore()) as reader:
+            conns = [c for c in reader.connections if c.topic == topic and c.msgtype == INTERVENTION_TYPE]
+            presses, before = [], 0
+            for conn, _, raw in reader.messages(connections=conns) if conns else ():  # [] would mean every topic
+                msg = reader.deserialize(raw, conn.msgtype)
+                if msg.outcome > 0 and before <= 0:
+                    presses.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+                before = msg.outcome
+    except Exception as exc:  # rosbags raises several types for unreadable storage
+        raise BagError(f"cannot read bag {path}: {exc}") from None
+    return np.asarray(presses, np.float64)
