@@ -13,6 +13,7 @@ setup(
         # The workspace-level launch/ and config/ folders are installed with this package.
         ("share/" + package_name + "/launch", glob("../../launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("../../config/*.yaml")),
+        ("share/" + package_name + "/config/dds", glob("../../config/dds/*")),
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "torch", "tqdm"],
