@@ -12,7 +12,11 @@ It stands in for the Franka driver, a Cartesian impedance controller and the cam
 - serves `/sim/reset` (conrft_interfaces/srv/ResetEpisode) and `/sim/set_stiffness`.
 
 Physics runs in the main thread (which owns the renderer's GL context) at `real_time_factor` x real time
-(0: as fast as possible); ROS callbacks run in an executor thread and touch the simulator under one lock. Invalid targets (non-finite, wrong frame) are rejected with a logged
+(0: as fast as possible); ROS callbacks run in an executor thread and touch the simulator under one lock.
+Cameras render at multiples of 1/camera_rate of the clock, the instants of the policy node's control ticks.
+With `step_sync` the sim stops its clock at each of those instants until a target stamped at it arrives (at
+most `step_sync` s of wall time): the policy's command then acts from its step's instant, as in the
+in-process loop, instead of after its inference time. Invalid targets (non-finite, wrong frame) are rejected with a logged
 reason and the previous target is kept; targets outside the task's safety box are clipped.
 """
 from __future__ import annotations
@@ -43,6 +47,7 @@ from conrft_sim.sim import FrankaSim, SimConfig
 
 JOINT_NAMES = [f"panda_joint{i}" for i in range(1, 8)]
 FINGER_NAMES = ["panda_finger_joint1", "panda_finger_joint2"]
+STIFFNESS_SERVICE = "/sim/set_stiffness"  # the sim controller preset's stiffness interface
 PARAMS = {
     "config_file": "",  # YAML with a `sim:` section; task/image/unseen parameters override it
     "task": "pick_cube",
@@ -53,6 +58,7 @@ PARAMS = {
     "real_time_factor": 1.0,  # 0: as fast as possible
     "state_rate": 100.0,  # Hz of sim time for /joint_states, /conrft/robot_state, /clock
     "camera_rate": 10.0,  # Hz of sim time for the camera images
+    "step_sync": 0.0,  # s of wall time the clock waits at each camera instant for that step's target; 0 = never
     "frame_id": "base",
     "target_topic": "/cartesian_impedance_controller/target_frame",
     "gripper_topic": "/sim/gripper_command",
@@ -60,8 +66,10 @@ PARAMS = {
 
 
 def _stamp(t: float) -> Time:
-    sec = int(t)
-    return Time(sec=sec, nanosec=int((t - sec) * 1e9))
+    # Rounded, not truncated: MuJoCo's accumulated time sits a hair below the tick instants (0.29999999999999993),
+    # and a clock one nanosecond short of a tick does not fire the policy node's timer of that tick.
+    ns = round(t * 1e9)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 class SimNode(Node):
@@ -78,6 +86,7 @@ class SimNode(Node):
         self.episode_id = first_episode_id()
         self.sim.reset(seed=int(self.params["seed"]))
         self.clock_offset = 0.0  # sim time restarts at 0 on every reset; /clock must never go backwards
+        self.target_stamp = -1.0  # stamp of the last target (step_sync)
 
         self.pub_clock = self.create_publisher(Clock, "/clock", 10)
         self.pub_joints = self.create_publisher(JointState, "/joint_states", 10)
@@ -96,7 +105,7 @@ class SimNode(Node):
         self.create_subscription(PoseStamped, self.params["target_topic"], self._on_target, 10)
         self.create_subscription(Float64, self.params["gripper_topic"], self._on_gripper, 10)
         self.create_service(ResetEpisode, "/sim/reset", self._on_reset)
-        self.create_service(SetStiffness, "/sim/set_stiffness", self._on_stiffness)
+        self.create_service(SetStiffness, STIFFNESS_SERVICE, self._on_stiffness)
         self.running = True
         self.get_logger().info(
             f"sim ready: task {self.sim.task.name}, cameras {list(self.sim.config.cameras)}, "
@@ -117,19 +126,28 @@ class SimNode(Node):
         """Physics loop; runs in the thread that created the simulator (its GL context lives there)."""
         cfg = self.sim.config
         substeps = max(1, round(1.0 / (self.params["state_rate"] * cfg.physics_dt)))
-        tick = substeps * cfg.physics_dt
-        camera_every = max(1, round(1.0 / (self.params["camera_rate"] * tick)))
-        wall0, n = time.monotonic(), 0
+        frame = round(self.params["camera_rate"] ** -1 / (substeps * cfg.physics_dt))  # physics ticks a frame
+        wall0 = time.monotonic()
         while self.running and rclpy.ok():
             with self.lock:
                 self.sim.step_physics(substeps)
-                self._publish_state(render=n % camera_every == 0)
                 now = self._now()
-            n += 1
+                # On the clock's frame instants (a reset moves sim time, not the clock's phase).
+                render = round(now / (substeps * cfg.physics_dt)) % frame == 0
+                self._publish_state(render=render)
+            if render and self.params["step_sync"] > 0:
+                wall0 += self._wait_for_target(now)  # the wait is not sim time: keep real-time pacing after it
             if self.rtf > 0:
                 lag = now / self.rtf - (time.monotonic() - wall0)
                 if lag > 0:
                     time.sleep(lag)
+
+    def _wait_for_target(self, now: float) -> float:
+        """Hold the clock at a step's instant until its target arrives (or step_sync passes); wall s waited."""
+        start = time.monotonic()
+        while self.running and self.target_stamp < now - 1e-6 and time.monotonic() - start < self.params["step_sync"]:
+            time.sleep(0.0005)
+        return time.monotonic() - start
 
     def _now(self) -> float:
         return self.clock_offset + self.sim.sim_time
@@ -190,6 +208,7 @@ class SimNode(Node):
                                    throttle_duration_sec=1.0)
         with self.lock:
             self.sim.set_target(clipped, quat / np.linalg.norm(quat))
+            self.target_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
     def _on_gripper(self, msg: Float64) -> None:
         width = msg.data

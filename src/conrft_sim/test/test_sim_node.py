@@ -91,6 +91,40 @@ def test_sim_node_graph(ros_process, ros_node):
     assert "Traceback" not in proc.output() and "Exception in thread" not in proc.output(), proc.output()[-2000:]
 
 
+def test_step_sync_holds_the_clock_at_each_frame_until_its_target_arrives(ros_process, ros_node):
+    """step_sync: the clock stops at every camera frame instant (10 Hz) until a target stamped at that instant
+    arrives, at most step_sync s; frames are stamped at those instants."""
+    proc = ros_process(SIM, "--params-file", PARAMS, "-p", "image_width:=32", "-p", "image_height:=32",
+                       "-p", "step_sync:=0.25")
+    clock, frames, state = [], [], {}
+    ros_node.create_subscription(Clock, "/clock", lambda m: clock.append(m.clock.sec + m.clock.nanosec * 1e-9), 100)
+    ros_node.create_subscription(Image, "/camera/front/image_raw",
+                                 lambda m: frames.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), 10)
+    ros_node.create_subscription(RobotState, "/conrft/robot_state", lambda m: state.__setitem__("s", m), 10)
+    assert ros_node.spin_until(lambda: len(frames) >= 3 and "s" in state, 40), proc.output()
+    # Nobody commands: every frame waits out step_sync, so 2 s of wall time are ~0.8 s of sim time (not 2 s).
+    t0 = clock[-1]
+    ros_node.spin_until(lambda: False, 2.0)
+    assert 0.4 < clock[-1] - t0 < 1.2, clock[-1] - t0
+    assert all(abs(f * 10 - round(f * 10)) < 1e-6 for f in frames)  # on the 10 Hz instants of the clock
+    # A controller that answers each frame with a target stamped at it: the clock no longer waits.
+    pub = ros_node.create_publisher(PoseStamped, "/cartesian_impedance_controller/target_frame", 10)
+    target = PoseStamped(pose=state["s"].ee_pose)
+    target.header.frame_id = "base"
+    answered = []
+
+    def answer(msg):
+        target.header.stamp = msg.header.stamp
+        pub.publish(target)
+        answered.append(msg)
+
+    ros_node.create_subscription(Image, "/camera/wrist/image_raw", answer, 10)
+    ros_node.spin_until(lambda: len(answered) >= 3, 10)
+    t0 = clock[-1]
+    ros_node.spin_until(lambda: False, 2.0)
+    assert clock[-1] - t0 > 1.5, clock[-1] - t0  # about real time again
+
+
 def test_sim_node_rejects_bad_parameters(ros_process):
     bad_task = ros_process(SIM, "-p", "task:=stack_blocks")
     assert bad_task.wait(timeout=30) == 1
