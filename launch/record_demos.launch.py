@@ -3,12 +3,14 @@ episodes in a rosbag2 bag the learner loads (`demo_bags`).
 
     ros2 launch conrft_bringup record_demos.launch.py output:=demos/pick_cube_1 sim:=true
     ros2 launch conrft_bringup record_demos.launch.py output:=demos/pick_1 sim:=false \
-        instruction:="pick up the red cube" controller_topic:=/cartesian_impedance_controller/target_frame
+        instruction:="pick up the red cube" controller:=franka_ros2
 
 The policy node runs in teleop_only mode: it runs episodes (reset, time limit, success key), executes the
 human's commands through the same safety checks as in training and publishes the transitions; the robot holds
 whenever the human does not drive. sim:=false starts the cameras and the robot-state publisher for a real
-robot (its driver, controller, reset service and gripper bridge are yours, as in train_real.launch.py).
+robot (its driver, controller, reset service and gripper bridge are yours, as in train_real.launch.py; the
+controller's preset, config/controllers/<name>.yaml, is `controller`: sim by default with sim:=true, else
+franka_ros2).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -22,6 +24,7 @@ def generate_launch_description():
     config = lambda name: PathJoinSubstitution([FindPackageShare("conrft_bringup"), "config", name])  # noqa: E731
     arg = LaunchConfiguration
     sim, real = IfCondition(arg("sim")), UnlessCondition(arg("sim"))
+    preset = config(["controllers/", arg("controller"), ".yaml"])  # as in train_real.launch.py
     policy_params = PythonExpression(["'policy_sim.yaml' if '", arg("sim"), "' == 'true' else 'policy_real.yaml'"])
     return LaunchDescription([
         DeclareLaunchArgument("output", description="bag folder to create"),
@@ -32,11 +35,12 @@ def generate_launch_description():
                               description="VLA of the later training (its cameras are recorded)"),
         DeclareLaunchArgument("teleop_config", default_value=config("teleop_spacenav.yaml"),
                               description="teleop parameters (source: spacenav or keyboard)"),
-        DeclareLaunchArgument("controller_topic", default_value="/cartesian_impedance_controller/target_frame"),
+        DeclareLaunchArgument("controller", default_value=PythonExpression(
+            ["'sim' if '", arg("sim"), "' == 'true' else 'franka_ros2'"]), description="controller preset"),
         DeclareLaunchArgument("image_size", default_value="128"),
         Node(package="conrft_sim", executable="sim_node", name="sim", output="screen", condition=sim,
-             parameters=[config("sim_node.yaml"), {"task": arg("task"), "image_width": arg("image_size"),
-                                                   "image_height": arg("image_size")}]),
+             parameters=[config("sim_node.yaml"), preset,
+                         {"task": arg("task"), "image_width": arg("image_size"), "image_height": arg("image_size")}]),
         Node(package="conrft_policy", executable="camera_publisher", name="camera", output="screen", condition=real,
              parameters=[config("camera_publisher.yaml")]),
         Node(package="conrft_policy", executable="camera_publisher", name="camera_wrist", output="screen",
@@ -44,9 +48,9 @@ def generate_launch_description():
         Node(package="conrft_policy", executable="robot_state_publisher", name="robot_state_publisher",
              output="screen", condition=real, parameters=[config("robot_state_publisher.yaml")]),
         Node(package="conrft_policy", executable="policy_node", name="policy", output="screen",
-             parameters=[PathJoinSubstitution([FindPackageShare("conrft_bringup"), "config", policy_params]),
+             parameters=[PathJoinSubstitution([FindPackageShare("conrft_bringup"), "config", policy_params]), preset,
                          {"teleop_only": True, "vla_checkpoint": arg("vla_checkpoint"),
-                          "instruction": arg("instruction"), "target_topic": arg("controller_topic")}]),
+                          "instruction": arg("instruction")}]),
         Node(package="spacenav", executable="spacenav_node", name="spacenav", output="screen"),
         Node(package="conrft_teleop", executable="teleop_node", name="teleop", output="screen",
              parameters=[arg("teleop_config")]),

@@ -20,6 +20,7 @@ def generate_launch_description():
     config = lambda name: PathJoinSubstitution([FindPackageShare("conrft_bringup"), "config", name])  # noqa: E731
     arg = LaunchConfiguration
     sim_time = {"use_sim_time": True}
+    preset = config(["controllers/", arg("controller"), ".yaml"])  # as in train_real.launch.py
     return LaunchDescription([
         DeclareLaunchArgument("task", default_value="pick_cube", description="pick_cube | peg_insert | drawer_open"),
         DeclareLaunchArgument("instruction", default_value="pick up the red cube",
@@ -31,6 +32,8 @@ def generate_launch_description():
                               description="YAML with the `train:` section of the learner"),
         DeclareLaunchArgument("image_size", default_value="64", description="camera images = the VLA input size"),
         DeclareLaunchArgument("real_time_factor", default_value="1.0", description="simulation speed"),
+        DeclareLaunchArgument("step_sync", default_value="0.3",
+                              description="s the sim clock waits at each step for its target (0: free-running)"),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz with the ConRFT view"),
         DeclareLaunchArgument("success_detector", default_value="false",
                               description="start the learned success detector (needs detector_model)"),
@@ -38,12 +41,14 @@ def generate_launch_description():
                               description="success_detector.safetensors from `conrft success-detector train`"),
         DeclareLaunchArgument("success_topic", default_value="/sim/success",
                               description="the policy node's success source; /conrft/success = the detector's"),
+        DeclareLaunchArgument("controller", default_value="sim",
+                              description="controller preset (config/controllers/): the sim node is the sim's"),
         Node(package="conrft_sim", executable="sim_node", name="sim", output="screen",
-             parameters=[config("sim_node.yaml"), {"task": arg("task"), "image_width": arg("image_size"),
-                                                   "image_height": arg("image_size"),
-                                                   "real_time_factor": arg("real_time_factor")}]),
+             parameters=[config("sim_node.yaml"), preset,
+                         {"task": arg("task"), "image_width": arg("image_size"), "image_height": arg("image_size"),
+                          "real_time_factor": arg("real_time_factor"), "step_sync": arg("step_sync")}]),
         Node(package="conrft_policy", executable="policy_node", name="policy", output="screen",
-             parameters=[config("policy_sim.yaml"), sim_time,
+             parameters=[config("policy_sim.yaml"), preset, sim_time,
                          {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction"),
                           "success_topic": arg("success_topic")}]),
         # The learned success detector on the cameras, publishing on /conrft/success (success_detector.yaml).

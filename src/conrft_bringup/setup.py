@@ -14,6 +14,7 @@ setup(
         ("share/" + package_name + "/launch", glob("../../launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("../../config/*.yaml")),
         ("share/" + package_name + "/config/dds", glob("../../config/dds/*")),
+        ("share/" + package_name + "/config/controllers", glob("../../config/controllers/*.yaml")),
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "torch", "tqdm"],

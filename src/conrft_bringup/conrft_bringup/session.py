@@ -13,7 +13,9 @@ A session file:
       learner:                  # the node name
         package: conrft_learner
         executable: learner_node
-        params: [learner.yaml]              # parameter files, relative to the session file's folder
+        params: [learner.yaml]              # parameter files, relative to the session file's folder, $(arg
+                                            # name) allowed; one under controllers/ is a controller preset
+                                            # (conrft_core.robot.controllers), checked before any node starts
         parameters: {run_dir: $(arg run_dir)}  # single parameters, after the files
         enabled: true             # or $(arg name) with a true/false argument (ros2 launch's IfCondition)
 
@@ -38,6 +40,7 @@ from pathlib import Path
 import yaml
 
 from conrft_core.config import ConfigError, from_dict, load_yaml
+from conrft_core.robot.controllers import PRESETS_DIR, load_preset
 
 ARG = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -99,9 +102,11 @@ def load_session(path: str | Path, overrides: dict[str, str]) -> tuple[SessionCo
             raise ConfigError(f"nodes.{name}.enabled must be true or false, got {spec.enabled!r}")
         if not spec.enabled:
             continue
-        spec.params = [str(path.parent / p) for p in spec.params]
+        spec.params = [str(path.parent / _substitute(p, args, f"nodes.{name}.params")) for p in spec.params]
         for p in spec.params:
-            if not Path(p).is_file():
+            if Path(p).parent.name == PRESETS_DIR:  # controller:=NAME: an unknown name or a bad key, named now
+                load_preset(p)
+            elif not Path(p).is_file():
                 raise ConfigError(f"nodes.{name}.params: parameter file {p} does not exist")
         spec.parameters = {k: _substitute(v, args, f"nodes.{name}.parameters.{k}") for k, v in spec.parameters.items()}
         nodes[name] = spec

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conrft_core.robot.controllers import load_preset, preset_names
+
 ROOT = Path(__file__).resolve().parents[3]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+PRESETS = ROOT / "config" / "controllers"
 EXTERNAL = {"rviz2", "spacenav"}  # packages of a full ROS 2 install, not of this workspace
 # Parameter file -> (package, executable) of the node whose blocks it holds.
 PARAM_FILES = {
@@ -84,3 +87,50 @@ def test_every_node_parameter_file_is_checked():
     files = {p.name for p in (ROOT / "config").glob("*.yaml")
              if "ros__parameters" in p.read_text()}
     assert files == set(PARAM_FILES)
+
+
+# Controller presets: node block -> (package, executable) whose parameters it sets.
+PRESET_NODES = {"policy": ("conrft_policy", "policy_node"), "home_reset": ("conrft_policy", "home_reset"),
+                "sim": ("conrft_sim", "sim_node")}
+
+
+@pytest.mark.parametrize("name", preset_names(PRESETS))
+def test_controller_preset_keys_are_node_parameters(name):
+    preset = load_preset(PRESETS / f"{name}.yaml")
+    assert "policy" in preset.nodes
+    for node, params in preset.nodes.items():
+        unknown = set(params) - declared(*PRESET_NODES[node])
+        assert not unknown, f"controllers/{name}.yaml [{node}]: {sorted(unknown)} are not parameters of that node"
+
+
+def test_launch_files_choose_a_preset_with_one_argument():
+    """train_real offers every preset; each launch file with a `controller` argument passes the preset to the nodes
+    that publish or serve targets, right after their own parameter file (its values win)."""
+    real = ast.parse((ROOT / "launch" / "train_real.launch.py").read_text())
+    offered = next(ast.literal_eval(n.value) for n in real.body
+                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "CONTROLLERS")
+    assert sorted(offered) == preset_names(PRESETS)
+    choosing = []
+    for path in LAUNCH_FILES:
+        tree = ast.parse(path.read_text())
+        args = {c.args[0].value for c in ast.walk(tree)
+                if isinstance(c, ast.Call) and getattr(c.func, "id", None) == "DeclareLaunchArgument"}
+        if "controller" not in args:
+            continue
+        choosing.append(path.name)
+        for kw in node_calls(tree):
+            if kw["executable"].value in ("policy_node", "home_reset", "sim_node"):
+                second = kw["parameters"].elts[1]
+                assert getattr(second, "id", None) == "preset", \
+                    f"{path.name}: {kw['executable'].value} does not get the controller preset after its own file"
+    assert set(choosing) >= {"train_real.launch.py", "train_sim.launch.py", "record_demos.launch.py"}
+
+
+def test_sim_preset_is_what_the_sim_node_serves():
+    from conrft_sim import sim_node
+
+    preset = load_preset(PRESETS / "sim.yaml")
+    assert preset.stiffness.name == sim_node.STIFFNESS_SERVICE  # the project's stiffness path, unchanged
+    policy = importlib.import_module("conrft_policy.policy_node").PARAMS
+    assert preset.target_topic == sim_node.PARAMS["target_topic"] == policy["target_topic"]
+    assert preset.frame_id == sim_node.PARAMS["frame_id"]

@@ -95,3 +95,16 @@ def test_success_detector_is_a_session_switch(tmp_path):
         "package": "conrft_policy", "executable": "success_detector", "enabled": "$(arg on)"}}}))
     with pytest.raises(ConfigError, match="nodes.a.enabled must be true or false, got 'maybe'"):
         load_session(bad, {})
+
+
+def test_controller_preset_is_one_session_argument():
+    from conrft_bringup.session import load_session
+    from conrft_core.config import ConfigError
+
+    _, nodes = load_session(SESSION, {})
+    preset = str(SESSION.parent / "controllers" / "sim.yaml")
+    assert nodes["policy"].params[-1] == nodes["sim"].params[-1] == preset  # after their own files: it wins
+    _, nodes = load_session(SESSION, {"controller": "crisp"})
+    assert nodes["policy"].params[-1] == str(SESSION.parent / "controllers" / "crisp.yaml")
+    with pytest.raises(ConfigError, match="unknown controller preset 'crsp'; presets in .*: crisp, franka_ros2, fzi"):
+        load_session(SESSION, {"controller": "crsp"})

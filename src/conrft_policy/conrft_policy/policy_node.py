@@ -21,7 +21,8 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    the reason logged and the robot holds.
 
 The node never moves the robot before it has a policy (weights from the learner on `/conrft/policy_weights`,
-or `policy_checkpoint`), and never while `target_topic` has no subscriber (no controller to obey it). With
+or `policy_checkpoint`), never while `target_topic` has no subscriber (no controller to obey it), and never while
+another node than `reset_node` publishes there (two drivers fight over the arm; CRISP ignores both). With
 `teleop_only` (demonstration recording) it runs no policy: the human drives, and the robot holds otherwise.
 Logic lives in conrft_core (control, weights, spaces, the VLA featurizer); this is I/O, timing and safety.
 """
@@ -70,6 +71,7 @@ PARAMS = {
     "gripper_topic": "/sim/gripper_command",
     "intervention_topic": "/conrft/intervention",
     "teleop_node": "teleop",  # interventions are obeyed from this node only ("" = from the only publisher)
+    "reset_node": "",  # the node that may also publish on target_topic, between episodes (home_reset); "" = none
     "success_topic": "/sim/success",  # std_msgs/Bool; "" = success only from the human's outcome key
     "reset_service": "/sim/reset",
     "weights_topic": "/conrft/policy_weights",
@@ -154,6 +156,8 @@ class PolicyNode(Node):
         self.create_subscription(RobotState, p["state_topic"], self._on_state, 10)
         self.create_subscription(Intervention, p["intervention_topic"], self._on_intervention, 10)
         self.source, self.intervention_publishers = SingleSource(p["teleop_node"]), []
+        self.target_rivals: list[str] = []  # other nodes publishing on target_topic: the arm holds meanwhile
+        self.create_timer(1.0, self._list_target_rivals, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0, self._list_intervention_publishers, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if p["success_topic"]:
             self.create_subscription(Bool, p["success_topic"], lambda m: setattr(self, "success", m.data), 10)
@@ -175,6 +179,21 @@ class PolicyNode(Node):
             f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz")
 
     # --- inputs ---------------------------------------------------------------------------------------------
+    def _list_target_rivals(self) -> None:
+        """Re-read target_topic's publishers: a second driver appearing mid-episode stops the arm (hold)."""
+        me = (self.get_namespace(), self.get_name())
+        rivals = sorted({e.node_name for e in self.get_publishers_info_by_topic(self.params["target_topic"])
+                         if (e.node_namespace, e.node_name) != me and e.node_name != self.params["reset_node"]})
+        if rivals and rivals != self.target_rivals:  # logged once per set of nodes
+            self._refuse(f"node(s) {', '.join(repr(n) for n in rivals)} also publish on "
+                         f"{self.params['target_topic']}: not moving the robot (one publisher per target topic); "
+                         f"stop them, or set reset_node", once=True)
+        elif self.target_rivals and not rivals:
+            self.get_logger().info(f"no other node publishes on {self.params['target_topic']}: moving again")
+        self.target_rivals = rivals
+        if rivals and self.phase == "running":
+            self._hold()
+
     def _list_intervention_publishers(self) -> None:
         self.intervention_publishers = [(e.node_name, bytes(e.endpoint_gid))
                                         for e in self.get_publishers_info_by_topic(self.params["intervention_topic"])]
@@ -298,6 +317,9 @@ class PolicyNode(Node):
             self._refuse(f"no controller subscribes to {self.params['target_topic']}: not moving the robot; start "
                          f"the controller or remap target_topic")
             return
+        self._list_target_rivals()
+        if self.target_rivals:
+            return
         if not self.reset_client.service_is_ready():
             self._refuse(f"reset service {self.params['reset_service']} is not available; waiting")
             return
@@ -379,7 +401,11 @@ class PolicyNode(Node):
         self._act(step["obs"], step["feats"])
 
     def _act(self, obs: dict, feats) -> None:
-        action, policy_action, intervened = self._choose(feats)
+        if self.target_rivals:  # another driver on the target topic: hold, re-plan once it is gone
+            self.chunk.clear()
+            action, policy_action, intervened = None, np.zeros(7), False
+        else:
+            action, policy_action, intervened = self._choose(feats)
         held = action is None
         if held:
             self._hold()

@@ -412,6 +412,46 @@ def test_interventions_from_another_node_than_the_configured_teleop_are_refused(
     robot.assert_safe()
 
 
+def test_another_publisher_on_the_target_topic_stops_the_robot(ros_process, ros_node, vla):
+    """Two drivers fight over one arm (and CRISP ignores a target topic with two publishers): while another node
+    publishes on target_topic the policy node does not move the robot, naming that node once, and holds when
+    one appears mid-episode; it moves again once that publisher is gone."""
+    vla_path, dim = vla
+    robot = FakeRobot(ros_node)
+    rival = ros_node.create_publisher(PoseStamped, TARGET, 10)  # this test's node plays the other driver
+    proc = start_policy(ros_process)(vla_path)
+    wait = Waiter(ros_node, proc)
+    refusal = f"node(s) '{ros_node.get_name()}' also publish on {TARGET}: not moving the robot"
+    wait(lambda: refusal in proc.output(), "the refusal naming the other publisher", 90)
+    robot.send(weights(1, dim, seed=1))
+    wait.log(r"adopted policy weights version 1")
+    seen = len(robot.phases)
+    wait(lambda: len(robot.phases) >= seen + 3, "3 s with a policy and another publisher")
+    assert robot.resets == 0 and robot.targets == [] and set(robot.phases) == {"wait_policy"}
+    assert proc.output().count(refusal) == 1, "the same reason must be logged once"
+
+    ros_node.destroy_publisher(rival)
+    wait.log(rf"no other node publishes on {re.escape(TARGET)}: moving again")
+    wait(lambda: len(robot.moving()) >= 3, "targets once the other publisher is gone")
+
+    # A second publisher appears mid-episode: the arm holds within the 1 s re-check and stays held.
+    since = robot.now()
+    rival = ros_node.create_publisher(PoseStamped, TARGET, 10)
+    wait(lambda: proc.output().count(refusal) == 2, "the refusal mid-episode", 10)
+    refused = robot.now()  # the node logged it before this: every later target must be a hold
+    assert refused - since <= 2.5, f"refused {refused - since:.2f} s after the other publisher appeared"
+    seen = len(robot.phases)
+    wait(lambda: len(robot.phases) >= seen + 2, "2 s with the other publisher")
+    assert any(is_hold(m) for m in robot.after(since)), "no hold after another node began to publish"
+    assert all(is_hold(m) for m in robot.after(refused)), "moving targets while another node publishes"
+    assert all(t.held for t in robot.transitions if stamp_s(t.header.stamp) > refused)
+
+    ros_node.destroy_publisher(rival)
+    resumed = robot.now()
+    wait(lambda: len(robot.moving(resumed)) >= 3, "targets again once the other publisher is gone")
+    robot.assert_safe()
+
+
 def test_a_fully_fine_tuned_checkpoint_is_refused(ros_process, vla, tmp_path):
     """Its backbone differs from the frozen VLA the node embeds observations with: exit 1, naming the mode."""
     from conrft_core.learning.finetune import EncoderConfig, FinetuneEncoders, FinetuneFeaturizer
