@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from geometry_msgs.msg import PoseStamped
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
@@ -21,10 +22,10 @@ SYNC_TOLERANCE = yaml.safe_load((CONFIG / "policy_sim.yaml").read_text())["polic
 KEEP_ALL = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
 
 
-def start_graph(ros_process, assets, run_dir, policy_args=(), teleop_args=(), learner_args=()):
+def start_graph(ros_process, assets, run_dir, policy_args=(), teleop_args=(), learner_args=(), sim_args=()):
     size = assets["image_size"]
     sim = ros_process("conrft_sim.sim_node", "--params-file", str(CONFIG / "sim_node.yaml"),
-                      "-p", f"image_width:={size}", "-p", f"image_height:={size}")
+                      "-p", f"image_width:={size}", "-p", f"image_height:={size}", *sim_args)
     policy = ros_process("conrft_policy.policy_node", "--params-file", str(CONFIG / "policy_sim.yaml"),
                          "-p", "use_sim_time:=true", "-p", f"vla_checkpoint:={assets['vla_checkpoint']}",
                          "-p", "instruction:=pick up the red cube", "-p", "max_episode_steps:=20", *policy_args)
@@ -147,14 +148,20 @@ def test_no_weights_before_the_offline_stage_is_done(ros_process, ros_node, tmp_
 def test_each_step_sees_images_of_the_same_instant_as_its_state(ros_process, ros_node, tmp_path, graph_assets):
     """The sim renders on the control tick and its frame arrives a few ms after the tick's clock: a step that
     took the latest image at the tick itself would pair the state with a frame one whole step old, unlike the
-    demonstrations."""
-    transitions = []
+    demonstrations. With the sim's step_sync the step's command is also stamped at that instant (the clock
+    waits for it), as in-process, where it acts from the step's instant."""
+    transitions, targets = [], []
     ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
-    start_graph(ros_process, graph_assets, tmp_path / "run")
+    ros_node.create_subscription(PoseStamped, "/cartesian_impedance_controller/target_frame",
+                                 lambda m: targets.append(stamp_seconds(m.header.stamp)), 100)
+    start_graph(ros_process, graph_assets, tmp_path / "run", sim_args=("-p", "step_sync:=0.3"))
     assert ros_node.spin_until(lambda: len(transitions) >= 40, timeout=180), "no transitions"
     lags = [stamp_seconds(t.header.stamp) - stamp_seconds(img.header.stamp) for t in transitions for img in t.images]
     assert len(lags) == 2 * len(transitions)  # both cameras
     assert max(abs(lag) for lag in lags) <= SYNC_TOLERANCE, sorted(lags)[-5:]
+    stepped = [stamp_seconds(t.header.stamp) for t in transitions if not t.held]
+    on_time = sum(any(abs(s - x) < 1e-6 for x in targets) for s in stepped)
+    assert on_time >= 0.95 * len(stepped), f"{on_time} of {len(stepped)} commands stamped at their step's instant"
 
 
 def test_the_scripted_human_acts_on_each_steps_own_state_in_lockstep(ros_process, ros_node, tmp_path, graph_assets):
