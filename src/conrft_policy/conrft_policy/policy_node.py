@@ -353,8 +353,12 @@ class PolicyNode(Node):
         max_age = self.params["max_obs_age"]
         sources = {f"camera '{c}'": self.images.get(c) for c in self.cameras}
         frames = [stamp_seconds(m.header.stamp) for m in sources.values() if m is not None]
-        sources["robot state"] = min(self.states, key=lambda m: abs(stamp_seconds(m.header.stamp) - min(frames)),
-                                     default=None) if frames else self.state
+        if frames:
+            instant = min(frames)
+            sources["robot state"] = min(self.states, key=lambda m: abs(stamp_seconds(m.header.stamp) - instant),
+                                         default=None)
+        else:
+            sources["robot state"] = self.state
         for name, msg in sources.items():
             a = age(self, msg.header.stamp) if msg is not None else float("inf")
             if a > max_age:
