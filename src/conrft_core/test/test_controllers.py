@@ -23,8 +23,9 @@ def test_the_shipped_presets():
     # CRISP ignores a target topic with two publishers: home_reset may not share it.
     assert crisp.nodes["policy"]["reset_node"] == ""
     assert franka.nodes["policy"]["reset_node"] == fzi.nodes["policy"]["reset_node"] == "home_reset"
-    for preset in (franka, crisp, fzi):  # home_reset streams its targets at the controller's rate
-        assert preset.nodes["home_reset"]["rate"] == preset.stream_rate
+    for preset in (franka, crisp, fzi):  # home_reset and the policy node stream at the controller's rate
+        assert preset.nodes["home_reset"]["rate"] == preset.nodes["policy"]["stream_rate"] == preset.stream_rate
+    assert sim.nodes["policy"]["stream_rate"] == 0.0  # the sim applies one target per step, as in-process
 
 
 def write(tmp_path, edit) -> Path:
@@ -54,6 +55,7 @@ def params(block):
     (lambda d: params("home_reset")(d).update(target_topic="/other"),
      "home_reset.ros__parameters.target_topic is '/other'"),
     (lambda d: params("home_reset")(d).update(rate=50.0), "home_reset.ros__parameters.rate is 50.0"),
+    (lambda d: params("policy")(d).update(stream_rate=50.0), "policy.ros__parameters.stream_rate is 50.0"),
     (lambda d: d.update(policy={"target_topic": "/x"}), "block 'policy' must hold exactly one mapping"),
 ])
 def test_a_bad_preset_is_refused_naming_the_key(tmp_path, edit, message):

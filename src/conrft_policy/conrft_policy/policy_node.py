@@ -18,7 +18,14 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    loop, instead of one step late. A teleop that never answers (a SpaceMouse) is never waited for;
 4. the action becomes a pose target (clipped to the safety box) on `target_topic` plus a gripper width on
    `gripper_topic`. Every action and chunk is checked first (shape, NaN, range): a bad one is refused with
-   the reason logged and the robot holds.
+   the reason logged and the robot holds. With `stream_rate` > 0 the step's target is not sent as one jump:
+   a stream timer of its own (its own callback group and executor thread, steady time on a robot, sim time in
+   simulation) sends targets at `stream_rate` that move from the last streamed pose to the step's target over
+   one control period (conrft_core.robot.streaming: linear or minimum-jerk, slerp, speed and acceleration
+   limits, the safety box), and a hold streams the measured pose at once. The stream never waits for the
+   step's inference: a step whose action comes later than one control period after its tick (the stream has
+   then reached the last target and stays there) counts as `slow_steps` in /diagnostics. The control step
+   keeps its meaning: transitions, chunks and rewards are per step as without streaming.
 
 The node never moves the robot before it has a policy (weights from the learner on `/conrft/policy_weights`,
 or `policy_checkpoint`), never while `target_topic` has no subscriber (no controller to obey it), and never while
@@ -30,14 +37,17 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -51,6 +61,7 @@ from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.control import ActionError, ChunkExecutor, check_action, check_chunk
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
+from conrft_core.robot.streaming import StreamConfig, TargetStreamer
 from conrft_core.robot.teleop import SingleSource
 from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
@@ -91,6 +102,11 @@ PARAMS = {
     "max_translation": 0.01,
     "max_rotation": 0.1,
     "gripper_max_width": 0.08,
+    "stream_rate": 0.0,  # Hz of streamed targets between steps (the controller preset's); 0 = one target per step
+    "stream_profile": "linear",  # linear | min_jerk (stops at every step's target)
+    "stream_max_speed": 0.25,  # m/s of the streamed position
+    "stream_max_accel": 5.0,  # m/s^2
+    "stream_max_angular_speed": 2.0,  # rad/s
     "success_reward": 10.0,
     "step_penalty": 0.05,
     "device": "auto",
@@ -115,6 +131,16 @@ class PolicyNode(Node):
             self.scale = ActionScale(p["max_translation"], p["max_rotation"], p["gripper_max_width"])
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"safety_box_low/high or action scale parameters: {exc}") from None
+        self.stream = None  # StreamConfig when targets are streamed
+        if p["stream_rate"] > 0:
+            try:
+                self.stream = StreamConfig(p["stream_rate"], 1.0 / p["control_rate"], p["stream_profile"],
+                                           p["stream_max_speed"], p["stream_max_accel"], p["stream_max_angular_speed"])
+            except ValueError as exc:
+                raise ConfigError(f"stream_* parameters: {exc}".replace("stream.", "stream_")) from None
+        elif p["stream_rate"] < 0:
+            raise ConfigError(f"parameter 'stream_rate' must be >= 0 Hz (0: one target per step), "
+                              f"got {p['stream_rate']}")
         self.cameras = list(p["cameras"])
         self.featurizer = None  # teleop_only: no policy runs
         if not p["teleop_only"]:
@@ -149,6 +175,9 @@ class PolicyNode(Node):
         self.late_steps = 0
         self.awaiting: dict | None = None  # a step waiting for the human's answer (human_lockstep)
         self.published_key, self.answering, self.human_late = None, False, 0
+        self.slow_steps = 0
+        self.streamer: TargetStreamer | None = None  # stream_rate > 0; shared with the stream thread under the lock
+        self.stream_lock = threading.Lock()
 
         for cam in self.cameras:
             self.create_subscription(Image, p["image_topic_format"].format(cam),
@@ -174,9 +203,15 @@ class PolicyNode(Node):
         # control period to the hold after a teleop dies.
         self.create_timer(0.02, self._teleop_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0, self._diagnostics)
+        if self.stream is not None:  # its own group: a second executor thread runs it during a step's inference
+            on_robot = not self.get_parameter("use_sim_time").value  # steady time; in simulation sim time
+            self.stream_clock = Clock(clock_type=ClockType.STEADY_TIME) if on_robot else None
+            self.create_timer(1.0 / self.stream.stream_rate, self._stream_tick, MutuallyExclusiveCallbackGroup(),
+                              clock=self.stream_clock or self.get_clock())
         self.get_logger().info(
             f"policy node ready: {'checkpoint ' + p['policy_checkpoint'] if self.policy else 'waiting for weights'}"
-            f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz")
+            f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz"
+            + (f", streamed at {p['stream_rate']} Hz" if self.stream else ""))
 
     # --- inputs ---------------------------------------------------------------------------------------------
     def _list_target_rivals(self) -> None:
@@ -296,16 +331,16 @@ class PolicyNode(Node):
         has come in (`force`: at once, on the latest)."""
         if not force and not self._synced():
             return
-        self.due = None
+        tick, self.due = self.due, None
         if self.awaiting is not None:  # the human never answered the last step: it acts on the latest command
             self._act_awaited(late=True)
         if self.phase == "wait_obs":
-            obs = self._observation(quiet=True)
+            obs = self._observation(tick, quiet=True)
             if obs is not None and obs["stamp"] >= self.reset_requested_at:
                 self._start_episode(obs)
                 self._step(obs)
         elif self.phase == "running":
-            obs = self._observation(quiet=False)
+            obs = self._observation(tick, quiet=False)
             if obs is None:
                 self._hold()
                 self._end_episode(None, truncated=True)
@@ -346,10 +381,10 @@ class PolicyNode(Node):
         frames = min(stamp_seconds(self.images[c].header.stamp) for c in self.cameras)
         return frames >= self.due - self.params["sync_tolerance"] and stamp_seconds(self.state.header.stamp) >= frames
 
-    def _observation(self, quiet: bool) -> dict | None:
-        """Latest images + the state nearest their instant, if all are fresh, else None (the reason is logged
-        unless `quiet`). Under load the state callbacks (100 Hz) run ahead of a frame's: the latest state could
-        be several ms newer than the images it is paired with."""
+    def _observation(self, tick: float, quiet: bool) -> dict | None:
+        """Latest images + the state nearest their instant, for the step of control tick `tick`, if all are
+        fresh, else None (the reason is logged unless `quiet`). Under load the state callbacks (100 Hz) run ahead
+        of a frame's: the latest state could be several ms newer than the images it is paired with."""
         max_age = self.params["max_obs_age"]
         sources = {f"camera '{c}'": self.images.get(c) for c in self.cameras}
         frames = [stamp_seconds(m.header.stamp) for m in sources.values() if m is not None]
@@ -368,7 +403,7 @@ class PolicyNode(Node):
         state = sources["robot state"]
         pos, quat = pose_arrays(state.ee_pose)
         return {"images": {c: self.images[c] for c in self.cameras}, "state": state, "pos": pos, "quat": quat,
-                "stamp": min(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in sources.values())}
+                "tick": tick, "stamp": min(stamp_seconds(m.header.stamp) for m in sources.values())}
 
     def _start_episode(self, obs: dict) -> None:
         self.reference = (obs["pos"], obs["quat"])
@@ -377,6 +412,10 @@ class PolicyNode(Node):
             self.featurizer.reset()
         self.chunk.clear()
         self.t, self.prev, self.path = 0, None, []
+        if self.stream is not None:  # the reset moved the arm: the stream starts again from where it is
+            with self.stream_lock:
+                self.streamer = TargetStreamer(self.stream, self.box, self.box.clip(obs["pos"]), obs["quat"],
+                                               self._stream_now()[1])
         self.phase = "running"
         self.get_logger().info(f"episode {self.episode_id} started (policy version {self.version})")
 
@@ -416,9 +455,11 @@ class PolicyNode(Node):
             action = np.array([0, 0, 0, 0, 0, 0, self.gripper_cmd])
         else:
             target_pos, target_quat, width = action_to_target(action, obs["pos"], obs["quat"], self.scale, self.box)
-            self.pub_target.publish(pose_stamped(target_pos, target_quat, self.params["frame_id"],
-                                                 self.get_clock().now().to_msg()))
+            self._send_target(target_pos, target_quat)
             self.pub_gripper.publish(Float64(data=width))
+            if self.stream is not None and self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > \
+                    1.0 / self.params["control_rate"]:
+                self.slow_steps += 1  # the stream reached the last target meanwhile and held there
             self.gripper_cmd = float(action[6])
         self.prev = {"obs": obs, "action": action, "policy_action": policy_action, "intervened": intervened,
                      "held": held, "version": self.version}
@@ -537,9 +578,45 @@ class PolicyNode(Node):
         if self.state is None or age(self, self.state.header.stamp) > self.params["max_obs_age"]:
             return False
         pos, quat = pose_arrays(self.state.ee_pose)
-        self.pub_target.publish(pose_stamped(self.box.clip(pos), quat, self.params["frame_id"],
-                                             self.get_clock().now().to_msg()))
+        self._send_target(self.box.clip(pos), quat, hold=True)
         return True
+
+    # --- targets --------------------------------------------------------------------------------------------
+    def _send_target(self, pos, quat, hold: bool = False) -> None:
+        """A step's target, or a hold at the measured pose: one target now; streaming, the start of the segment
+        the stream follows, and the stream's pose at this instant sent at once (a sim waiting for a target
+        stamped at the step goes on)."""
+        if self.stream is None:
+            self._publish_pose(pos, quat, self.get_clock().now())
+            return
+        with self.stream_lock:
+            stamp, now = self._stream_now()
+            if self.streamer is None:  # a hold before the first episode
+                self.streamer = TargetStreamer(self.stream, self.box, pos, quat, now)
+            if hold:
+                self.streamer.hold(pos, quat, now)
+                self._publish_pose(*self.streamer.pose(), stamp)
+            else:
+                self.streamer.set_target(pos, quat, now)
+                self._publish_pose(*self.streamer.sample(now), stamp)
+
+    def _stream_tick(self) -> None:
+        """The stream timer (its own thread): the streamer's pose at this instant, while an episode runs and no
+        other driver is on the target topic (between episodes the reset, or nobody, drives)."""
+        if self.phase != "running" or self.target_rivals or self.streamer is None:
+            return
+        with self.stream_lock:
+            stamp, now = self._stream_now()
+            self._publish_pose(*self.streamer.sample(now), stamp)
+
+    def _stream_now(self):
+        """(ROS time, stream clock seconds) read together: a streamed target is stamped with its own instant
+        (the executor threads share the GIL: a stamp taken at publishing could be late by another's work)."""
+        stamp = self.get_clock().now()
+        return stamp, (self.stream_clock.now() if self.stream_clock else stamp).nanoseconds * 1e-9
+
+    def _publish_pose(self, pos, quat, stamp) -> None:
+        self.pub_target.publish(pose_stamped(pos, quat, self.params["frame_id"], stamp.to_msg()))
 
     # --- monitoring -----------------------------------------------------------------------------------------
     def _publish_chunk(self, chunk: np.ndarray, latency: float) -> None:
@@ -577,6 +654,7 @@ class PolicyNode(Node):
         level = DiagnosticStatus.OK if self.phase == "running" else DiagnosticStatus.WARN
         values = {"phase": self.phase, "episode": self.episode_id, "step": self.t, "policy_version": self.version,
                   "episodes_done": self.episodes_done, "late_steps": self.late_steps,
+                  "slow_steps": self.slow_steps,
                   "human_late": self.human_late, "last_refusal": self.last_reason,
                   "intervention": bool(self.intervention and self.intervention.active)}
         status = DiagnosticStatus(level=level, name="conrft/policy", hardware_id="conrft",
@@ -588,7 +666,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(PolicyNode, "policy_node", args)
+    return run_node(PolicyNode, "policy_node", args, lambda: MultiThreadedExecutor(num_threads=2))
 
 
 if __name__ == "__main__":

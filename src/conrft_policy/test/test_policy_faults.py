@@ -198,11 +198,11 @@ class FakeRobot:
 
 def start_policy(ros_process, teleop_node: str = "teleop"):
     """The policy node; `teleop_node`: the node whose interventions it obeys (this test's node plays the teleop)."""
-    def start(vla_path):
+    def start(vla_path, *params):
         return ros_process("conrft_policy.policy_node", "--params-file", str(PARAMS_FILE),
                            "-p", f"vla_checkpoint:={vla_path}", "-p", f"instruction:={INSTRUCTION}",
                            "-p", f"max_episode_steps:={MAX_STEPS}", "-p", "device:=cpu",
-                           "-p", f"teleop_node:={teleop_node}")
+                           "-p", f"teleop_node:={teleop_node}", *(a for k in params for a in ("-p", k)))
     return start
 
 
@@ -469,3 +469,38 @@ def test_a_fully_fine_tuned_checkpoint_is_refused(ros_process, vla, tmp_path):
                        "-p", f"policy_checkpoint:={tmp_path / CHECKPOINT}")
     assert node.wait(timeout=60) == 1, node.output()
     assert "was trained with features: vla_finetune" in node.output()
+
+
+def test_streamed_targets_move_within_the_speed_limit_between_steps(ros_process, ros_node, vla):
+    """stream_rate 100 Hz: several targets per 10 Hz step, each within the speed limit of the one before (a
+    jump of up to 1 cm per step otherwise), every one in the box; a hold is still sent at once, and the last
+    target on Ctrl-C is a hold. A bad stream parameter is refused naming it."""
+    vla_path, dim = vla
+    max_speed = 0.05  # m/s: slower than the random policy's steps (1 cm / 0.1 s), so the stream is always moving
+    robot = FakeRobot(ros_node)
+    proc = start_policy(ros_process)(vla_path, "stream_rate:=100.0", f"stream_max_speed:={max_speed}")
+    wait = Waiter(ros_node, proc)
+    wait.log(r"streamed at 100.0 Hz", 90)
+    robot.send(weights(1, dim, seed=1))
+    wait(lambda: len(robot.transitions) >= 2 * MAX_STEPS, "two episodes of streamed targets", 90)
+    since = len(robot.transitions)
+    proc.stop()
+    assert ros_node.spin_until(lambda: robot.targets and is_hold(robot.targets[-1]), 5)
+
+    steps = sum(not t.held for t in robot.transitions[:since])
+    moving = robot.moving()
+    assert len(moving) >= 4 * steps, f"{len(moving)} moving targets for {steps} steps: not streamed"
+    assert len({tuple(target_pose(m)[0].round(7)) for m in moving}) >= 2 * steps  # poses between step targets
+    for a, b in zip(robot.targets, robot.targets[1:]):
+        if is_hold(a) or is_hold(b):  # a hold goes to the measured pose at once, and a new episode starts there
+            continue
+        dt = max(stamp_s(b.header.stamp) - stamp_s(a.header.stamp), 0.01) + 0.003  # stamps taken after the pose
+        moved = np.linalg.norm(target_pose(b)[0] - target_pose(a)[0])
+        assert moved <= max_speed * dt, f"streamed target moved {moved * 1e3:.2f} mm in {dt * 1e3:.1f} ms"
+    robot.assert_safe()
+
+    bad = ros_process("conrft_policy.policy_node", "--params-file", str(PARAMS_FILE), "-p",
+                      f"vla_checkpoint:={vla_path}", "-p", f"instruction:={INSTRUCTION}", "-p", "device:=cpu",
+                      "-p", "stream_rate:=100.0", "-p", "stream_profile:=cubic")
+    assert bad.wait(timeout=60) == 1, bad.output()
+    assert "stream_profile must be linear or min_jerk" in bad.output()

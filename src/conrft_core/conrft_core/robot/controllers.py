@@ -4,9 +4,10 @@ expects, chosen with one argument (`controller:=NAME`).
 A preset is a ROS parameter file, given after the nodes' own files so its values win. Its node blocks set the
 target topic and frame where the nodes that publish or serve targets read them (`policy`, and `home_reset` or
 `sim` where present); its `controller` block is what only the controller knows, named for no node so that no
-node takes it as parameters: `stream_rate`, the rate the controller wants targets at (home_reset streams at
-it; the policy node still publishes one target per control step), and `stiffness`, where the controller's
-stiffness is set. Every key is checked here, so a typo is named before a node starts.
+node takes it as parameters: `stream_rate`, the rate the controller wants targets at (home_reset and the
+policy node stream at it; the sim preset's policy sends one target per step, as the in-process env applies
+them), and `stiffness`, where the controller's stiffness is set. Every key is checked here, so a typo is named
+before a node starts.
 """
 from __future__ import annotations
 
@@ -99,5 +100,10 @@ def load_preset(path: str | Path) -> ControllerPreset:
     if rate != controller.stream_rate:  # home_reset streams its targets: at the controller's rate
         raise ConfigError(f"{path}: home_reset.ros__parameters.rate is {rate}, controller.ros__parameters."
                           f"stream_rate is {controller.stream_rate}: they must agree")
+    streamed = policy.get("stream_rate", controller.stream_rate)
+    if streamed not in (0, 0.0, controller.stream_rate):  # 0: one target per step (the sim)
+        raise ConfigError(f"{path}: policy.ros__parameters.stream_rate is {streamed}, controller.ros__parameters."
+                          f"stream_rate is {controller.stream_rate}: stream at the controller's rate (or 0: one "
+                          f"target per step)")
     return ControllerPreset(path.stem, policy["target_topic"], policy["frame_id"], controller.stream_rate,
                             controller.stiffness, blocks)

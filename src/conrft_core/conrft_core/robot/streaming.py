@@ -82,7 +82,7 @@ class TargetStreamer:
         cfg = self.cfg
         s = progress((now - self.t0) / cfg.step_period, cfg.profile)
         want_pos, want_rot = self.p0 + s * (self.p1 - self.p0), self.slerp(s)
-        dt = max(now - self.last, 1.0 / cfg.stream_rate)
+        dt = max(now - self.last, 1e-6)  # the time since the pose sent last: a sample out of turn moves less
         vel = (want_pos - self.pos) / dt
         dv = vel - self.vel
         if np.linalg.norm(dv) > cfg.max_accel * dt:
@@ -95,5 +95,9 @@ class TargetStreamer:
         angle, limit = np.linalg.norm(turn), cfg.max_angular_speed * dt
         self.rot = self.rot * Rotation.from_rotvec(turn * (limit / angle if angle > limit else 1.0))
         self.last = now
+        return self.pose()
+
+    def pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pose streamed last (position (3,), quaternion wxyz (4,), w >= 0)."""
         quat = self.rot.as_quat(scalar_first=True)
-        return pos.copy(), quat if quat[0] >= 0 else -quat
+        return self.pos.copy(), quat if quat[0] >= 0 else -quat
