@@ -8,6 +8,8 @@
   the new version (its /diagnostics are published on adoption), p50 / max;
 - ingestion: a learner node receiving transitions with two 128x128 images each, published as fast as one
   Python publisher can, counted from the learner's journal (every received transition is written there).
+- streaming: the policy node's streamed targets and step timing on wall time under a training load, and the
+  sim arm's acceleration stepped vs streamed (conrft_bringup.stream_bench).
 
     python -m conrft_bringup.graph_bench --out results/graph_bench.json [--seconds 20]
 """
@@ -260,6 +262,10 @@ def markdown(r: dict) -> str:
         f"| learner ingestion, 2 x 128x128 images per transition ({ing['received']}/{ing['transitions']}) | "
         f"{ing['rate_per_s']:.0f} transitions/s | >= 1000/s |",
     ]
+    if "streaming" in r:
+        from conrft_bringup.stream_bench import markdown as stream_rows
+
+        rows += stream_rows(r["streaming"])
     return "\n".join(rows) + "\n"
 
 
@@ -275,6 +281,9 @@ def main() -> int:
         result.update(bench_control_and_swap(tmp, args.seconds))
         print(json.dumps({k: result[k] for k in ("control", "hot_swap")}), flush=True)
         result["ingestion"] = bench_ingestion(tmp)
+        from conrft_bringup import stream_bench  # it builds on this module's helpers
+
+        result["streaming"] = stream_bench.run(tmp, args.seconds)
     result["machine"] = {"cpus": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -204,6 +204,7 @@ class PolicyNode(Node):
         self.create_timer(0.02, self._teleop_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0, self._diagnostics)
         if self.stream is not None:  # its own group: a second executor thread runs it during a step's inference
+            sys.setswitchinterval(0.001)  # the threads share the GIL: the stream waits for it 1 ms at most, not 5
             on_robot = not self.get_parameter("use_sim_time").value  # steady time; in simulation sim time
             self.stream_clock = Clock(clock_type=ClockType.STEADY_TIME) if on_robot else None
             self.create_timer(1.0 / self.stream.stream_rate, self._stream_tick, MutuallyExclusiveCallbackGroup(),
