@@ -26,12 +26,12 @@ def pytest_sessionfinish(session, exitstatus):
 class RosProcess:
     """A node started as its own OS process (real DDS between processes), stopped at teardown."""
 
-    def __init__(self, module: str, *ros_args: str, log_path):
+    def __init__(self, module: str, *ros_args: str, log_path, env=None):
         self.log_path = log_path
         self._log = open(log_path, "w")
         cmd = [sys.executable, "-m", module, "--ros-args", *ros_args]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
     def output(self) -> str:
         if not self._log.closed:
@@ -54,11 +54,13 @@ class RosProcess:
 
 @pytest.fixture
 def ros_process(tmp_path):
-    """Factory: ros_process("conrft_sim.sim_node", "-p", "task:=pick_cube") -> RosProcess."""
+    """Factory: ros_process("conrft_sim.sim_node", "-p", "task:=pick_cube") -> RosProcess. The processes of a test
+    share a ROS_HOME of their own: a policy node's outbox there is not resent into another test's learner."""
     procs = []
+    env = {**os.environ, "ROS_HOME": str(tmp_path / "ros_home")}
 
     def start(module: str, *ros_args: str) -> RosProcess:
-        p = RosProcess(module, *ros_args, log_path=tmp_path / f"{module}.{len(procs)}.log")
+        p = RosProcess(module, *ros_args, log_path=tmp_path / f"{module}.{len(procs)}.log", env=env)
         procs.append(p)
         return p
 

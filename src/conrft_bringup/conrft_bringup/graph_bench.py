@@ -135,7 +135,9 @@ def bench_control_and_swap(tmp: Path, seconds: float, swaps: int = 10) -> dict:
                 "parameters": {"image_width": 128, "image_height": 128}},
         "policy": {"package": "conrft_policy", "executable": "policy_node",
                    "params": [str(CONFIG / "policy_sim.yaml")],
-                   "parameters": {"vla_checkpoint": str(vla), "instruction": "pick up the red cube"}},
+                   # No learner acknowledges here: its outbox must not wait in ROS_HOME for a later session's.
+                   "parameters": {"vla_checkpoint": str(vla), "instruction": "pick up the red cube",
+                                  "outbox_dir": str(tmp / "outbox")}},
     }, tmp / "control.log", use_sim_time=True)
     try:
         node = graph.node

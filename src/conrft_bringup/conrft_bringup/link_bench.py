@@ -4,9 +4,12 @@
   for each discovery configuration of config/dds (multicast, discovery_server);
 - outage: the link taken down for --down seconds while the robot publishes 10 transitions a second (two 64x64
   images each) and the learner a weight version a second: transitions produced vs received, duplicates, seconds
-  from the link's return until the learner receives again and until the robot adopts a new weight version.
+  from the link's return until the learner receives again and until the robot adopts a new weight version;
+  with --outbox the robot keeps the policy node's outbox and the learner journals and acknowledges as the learner
+  node does: transitions produced (of whole episodes) vs journaled, steps journaled twice, seconds from the link's
+  return until the learner holds everything produced.
 
-    sudo python -m conrft_bringup.link_bench [--down 30] [--modes multicast discovery_server] [--out FILE.json]
+    sudo python -m conrft_bringup.link_bench [--down 30] [--outbox] [--modes multicast discovery_server] [--out F]
 
 Every process is a real rclpy participant (conrft_bringup.link_probe) with the policy node's QoS and Fast DDS's
 default transports. The namespaces share one kernel and /dev/shm, yet Fast DDS tells them apart as hosts and
@@ -25,7 +28,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from rclpy.serialization import deserialize_message
+
 from conrft_bringup.netns import Host, TwoHosts
+from conrft_core.data.journal import TransitionJournal
+from conrft_interfaces.msg import Transition
 
 ROOT = Path(__file__).resolve()
 while not (ROOT / "config").is_dir() and ROOT.parent != ROOT:  # the workspace root, from src/ or build/
@@ -121,9 +128,11 @@ def discovery_seconds(robot: Probe, learner: Probe, t0: float, timeout: float = 
     return learner.events("received")[0]["t"] - t0
 
 
-def outage(link: Link, down: float) -> dict:
+def outage(link: Link, down: float, outbox: bool = False) -> dict:
     """Take the link down for `down` s mid-stream; counts and recovery times (module doc)."""
-    robot, learner, t0 = link.start()
+    journal = link.tmp / "journal"
+    args = (("--outbox", str(link.tmp / "outbox")), ("--journal", str(journal))) if outbox else ((), ())
+    robot, learner, t0 = link.start(*args)
     discovered = discovery_seconds(robot, learner, t0)
     wait_for(lambda: robot.events("weights"), 30, "weights at the robot")
     time.sleep(2.0)
@@ -136,6 +145,11 @@ def outage(link: Link, down: float) -> dict:
     resumed = lambda: [e for e in learner.events("received") if e["t"] > t_up]  # noqa: E731
     weights_back = lambda: [e for e in robot.events("weights") if e["version"] > version_at_up]  # noqa: E731
     wait_for(lambda: resumed() and weights_back(), max(60.0, 2 * down), "traffic after the link returned")
+    if outbox:  # whole episodes come back from the outbox: wait for those of the outage
+        until_up = {(e["episode"], e["step"]) for e in robot.events("sent") if e["t"] <= t_up}
+        wait_for(lambda: until_up <= {(e["episode"], e["step"]) for e in learner.events("journaled")},
+                 max(60.0, 2 * down), "every transition produced until the link returned, journaled")
+        caught_up = time.time() - t_up
     time.sleep(3.0)  # the backlog of a reliable writer, if it kept one, drains in well under that
     t_end = time.time()
     robot.proc.terminate()
@@ -146,27 +160,43 @@ def outage(link: Link, down: float) -> dict:
     during = {(e["episode"], e["step"]) for e in robot.events("sent") if t_down <= e["t"] <= t_up}
     first = min(sent.index(k) for k in got) if got else 0  # published before discovery: nobody to receive them
     lost = [k for k in sent[first:] if k not in got]
-    return {"mode": link.mode, "down_s": down, "discovery_s": round(discovered, 2),
-            "produced": len(sent) - first, "received": len(got), "lost": len(lost),
-            "lost_of_produced_while_down": len(during - set(got)), "produced_while_down": len(during),
-            "duplicates": sum(n - 1 for n in got.values()),
-            "received_while_down": sum(t_down + 0.5 < e["t"] < t_up for e in learner.events("received")),
-            "unmatched": sorted(e["endpoint"] for e in robot.events("unmatched") + learner.events("unmatched")
-                                if e["t"] < t_end),
-            "transitions_resumed_s": round(resumed()[0]["t"] - t_up, 2),
-            "new_weights_s": round(weights_back()[0]["t"] - t_up, 2)}
+    result = {"mode": link.mode, "down_s": down, "discovery_s": round(discovered, 2),
+              "produced": len(sent) - first, "received": len(got), "lost": len(lost),
+              "lost_of_produced_while_down": len(during - set(got)), "produced_while_down": len(during),
+              "duplicates": sum(n - 1 for n in got.values()),
+              "received_while_down": sum(t_down + 0.5 < e["t"] < t_up for e in learner.events("received")),
+              "unmatched": sorted(e["endpoint"] for e in robot.events("unmatched") + learner.events("unmatched")
+                                  if e["t"] < t_end),
+              "transitions_resumed_s": round(resumed()[0]["t"] - t_up, 2),
+              "new_weights_s": round(weights_back()[0]["t"] - t_up, 2)}
+    if outbox:
+        result.update(journal_counts(sent, journal), caught_up_s=round(caught_up, 2),
+                      resent_episodes=len(robot.events("resent")))
+    return result
+
+
+def journal_counts(sent: list[tuple[int, int]], folder: Path) -> dict:
+    """Transitions of whole episodes produced (every episode but the one the robot was stopped in) vs those in the
+    learner's journal; steps journaled twice."""
+    journal = TransitionJournal(folder)
+    held = [(m.episode_id, m.step) for eid in journal.episodes()
+            for m in (deserialize_message(r, Transition) for r in journal.records(eid))]
+    produced = {k for k in sent if k[0] != sent[-1][0]}
+    return {"outbox_produced": len(produced), "outbox_journaled": len(produced & set(held)),
+            "outbox_lost": len(produced - set(held)), "journal_duplicates": len(held) - len(set(held))}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="link_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--down", type=float, default=30.0, help="seconds the link is down")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--outbox", action="store_true", help="the robot keeps an outbox, the learner a journal")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     results = []
     for mode in args.modes:
         with tempfile.TemporaryDirectory(prefix="conrft-link-") as tmp, Link(mode, Path(tmp)) as link:
-            results.append(outage(link, args.down))
+            results.append(outage(link, args.down, args.outbox))
         print(json.dumps(results[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,12 +1,15 @@
 """The robot's and the learner's traffic without their computation, for measuring a network link.
 
-    python -m conrft_bringup.link_probe robot   [--rate 10] [--image-size 64] [--episode-steps 20]
-    python -m conrft_bringup.link_probe learner [--weights-every 1.0] [--weights-bytes 100000]
+    python -m conrft_bringup.link_probe robot   [--rate 10] [--image-size 64] [--episode-steps 20] [--outbox DIR]
+    python -m conrft_bringup.link_probe learner [--weights-every 1.0] [--weights-bytes 100000] [--journal DIR]
 
 `robot` publishes a Transition (two camera images) per step on /conrft/transitions and takes PolicyWeights;
 `learner` the reverse; both with the QoS of the policy node. Each event is one JSON line on stdout with its
 wall-clock time `t`: `matched` (the peer's endpoint discovered, count > 0) and `unmatched` (count back to 0, e.g.
 the peer's lease expired), `sent` / `received` per transition, `weights` per version adopted or published.
+With `--outbox` the robot keeps its transitions in the policy node's outbox (conrft_policy.outbox_link; `resent`
+per episode); with `--journal` the learner takes them in as the learner node does (journal, acknowledgements,
+duplicates dropped; `journaled` per new step).
 """
 from __future__ import annotations
 
@@ -19,9 +22,15 @@ import time
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
-from conrft_interfaces.msg import PolicyWeights, Transition
+from conrft_core.data.intake import Intake
+from conrft_core.data.journal import TransitionJournal
+from conrft_core.data.outbox import Outbox
+from conrft_core.data.transitions import EpisodeAssembler
+from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
+from conrft_policy.outbox_link import ACKS_QOS, ACKS_TOPIC, RESEND_TOPIC, OutboxLink
 
 # The policy node's (conrft_policy.policy_node); not imported from there, which would load torch for a probe.
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
@@ -56,6 +65,8 @@ class RobotProbe(Node):
         self.create_subscription(PolicyWeights, "/conrft/policy_weights",
                                  lambda m: emit("weights", version=m.version), WEIGHTS_QOS)
         self.matching = Matching(self.pub.get_subscription_count, "transitions")
+        self.outbox = None if not args.outbox else OutboxLink(self, Outbox(args.outbox, 10**9, args.resend_after),
+                                                              on_resend=lambda eid: emit("resent", episode=eid))
         self.create_timer(1.0 / args.rate, self.tick)
 
     def tick(self) -> None:
@@ -65,7 +76,10 @@ class RobotProbe(Node):
                          proprio=[0.0] * 19, action=[0.0] * 7, policy_action=[0.0] * 7, truncated=last,
                          final_images=self.images if last else [], final_proprio=[0.0] * 19 if last else [])
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub.publish(msg)
+        raw = serialize_message(msg)
+        self.pub.publish(raw)
+        if self.outbox is not None:
+            self.outbox.store(raw, self.episode, last)
         emit("sent", episode=self.episode, step=self.step)
         self.episode, self.step = (self.episode + 1, 0) if last else (self.episode, self.step + 1)
 
@@ -74,12 +88,27 @@ class LearnerProbe(Node):
     def __init__(self, args):
         super().__init__("link_probe_learner")
         self.args, self.version = args, 0
-        self.create_subscription(Transition, "/conrft/transitions",
-                                 lambda m: emit("received", episode=m.episode_id, step=m.step), TRANSITIONS_QOS)
+        self.intake = None
+        if args.journal:
+            self.intake = Intake(TransitionJournal(args.journal), EpisodeAssembler())
+            self.acks = self.create_publisher(EpisodeAck, ACKS_TOPIC, ACKS_QOS)
+        for topic in ("/conrft/transitions", RESEND_TOPIC):
+            self.create_subscription(Transition, topic, self.receive, TRANSITIONS_QOS, raw=True)
         self.pub = self.create_publisher(PolicyWeights, "/conrft/policy_weights", WEIGHTS_QOS)
         self.matching = Matching(self.pub.get_subscription_count, "weights")
         self.create_timer(0.1, self.matching.check)
         self.create_timer(args.weights_every, self.publish_weights)
+
+    def receive(self, raw: bytes) -> None:
+        m = deserialize_message(raw, Transition)
+        emit("received", episode=m.episode_id, step=m.step)
+        if self.intake is not None:
+            before = self.intake.journaled
+            _, ack = self.intake.offer(m, raw)
+            if self.intake.journaled > before:
+                emit("journaled", episode=m.episode_id, step=m.step)
+            if ack is not None:
+                self.acks.publish(EpisodeAck(episode_id=ack[0], steps=ack[1]))
 
     def publish_weights(self) -> None:
         self.version += 1
@@ -97,6 +126,10 @@ def main(argv=None) -> int:
     parser.add_argument("--episode-steps", type=int, default=20, help="steps per episode (robot)")
     parser.add_argument("--weights-every", type=float, default=1.0, help="s between weight versions (learner)")
     parser.add_argument("--weights-bytes", type=int, default=100_000, help="payload size of a version (learner)")
+    parser.add_argument("--outbox", help="keep transitions in an outbox in this folder until acknowledged (robot)")
+    parser.add_argument("--resend-after", type=float, default=10.0, help="s before an unacknowledged episode is "
+                        "resent (robot, --outbox)")
+    parser.add_argument("--journal", help="journal and acknowledge transitions in this folder (learner)")
     args, ros_args = parser.parse_known_args(argv)
     rclpy.init(args=[sys.argv[0], *ros_args])
     node = (RobotProbe if args.role == "robot" else LearnerProbe)(args)

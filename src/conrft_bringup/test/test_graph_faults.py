@@ -1,5 +1,6 @@
-"""A running simulated session (real processes over DDS): a learner killed and restarted, a teleop node killed
-while it drives the robot, weights held back during the offline stage, and the observations' timing."""
+"""A running simulated session (real processes over DDS): a learner and then the policy node killed and
+restarted, a teleop node killed while it drives the robot, weights held back during the offline stage, and the
+observations' timing."""
 import os
 import re
 import signal
@@ -26,13 +27,23 @@ def start_graph(ros_process, assets, run_dir, policy_args=(), teleop_args=(), le
     size = assets["image_size"]
     sim = ros_process("conrft_sim.sim_node", "--params-file", str(CONFIG / "sim_node.yaml"),
                       "-p", f"image_width:={size}", "-p", f"image_height:={size}", *sim_args)
-    policy = ros_process("conrft_policy.policy_node", "--params-file", str(CONFIG / "policy_sim.yaml"),
-                         "-p", "use_sim_time:=true", "-p", f"vla_checkpoint:={assets['vla_checkpoint']}",
-                         "-p", "instruction:=pick up the red cube", "-p", "max_episode_steps:=20", *policy_args)
+    policy = start_policy(ros_process, assets, *policy_args)
     teleop = ros_process("conrft_teleop.teleop_node", "--params-file", str(CONFIG / "teleop_sim.yaml"),
                          "-p", "use_sim_time:=true", *teleop_args)
     learner = start_learner(ros_process, assets, run_dir, *learner_args)
     return sim, policy, teleop, learner
+
+
+def start_policy(ros_process, assets, *args):
+    return ros_process("conrft_policy.policy_node", "--params-file", str(CONFIG / "policy_sim.yaml"),
+                       "-p", "use_sim_time:=true", "-p", f"vla_checkpoint:={assets['vla_checkpoint']}",
+                       "-p", "instruction:=pick up the red cube", "-p", "max_episode_steps:=20", *args)
+
+
+def ended(policy) -> dict[int, tuple[float, int]]:
+    """Episode -> (wall-clock time, steps) of each episode the policy node's log says it ended."""
+    return {int(e): (float(t), int(n)) for t, e, n in
+            re.findall(r"\[(\d+\.\d+)\] \[policy\]: episode (\d+) ended after (\d+) steps", policy.output())}
 
 
 def start_learner(ros_process, assets, run_dir, *args):
@@ -69,31 +80,47 @@ def received_before_kill(run_dir: Path) -> set[int]:
     return held
 
 
-def test_learner_killed_and_restarted_loses_nothing(ros_process, ros_node, tmp_path, make_graph_assets):
+def test_learner_then_policy_killed_and_restarted_lose_nothing(ros_process, ros_node, tmp_path, make_graph_assets):
+    """SIGKILL the learner, then (while no learner acknowledges) the policy node; restart both: the learner keeps
+    what it had, the restarted policy node resends the whole episodes its predecessor produced meanwhile (its
+    outbox), and every episode is learned from once, with exactly its steps."""
     assets = make_graph_assets(tmp_path / "assets", online_env_steps=200)
     run_dir = tmp_path / "run"
-    _, policy, _, learner = start_graph(ros_process, assets, run_dir, learner_args=("-p", "checkpoint_every_episodes:=2"))
+    _, policy, _, learner = start_graph(ros_process, assets, run_dir,
+                                        learner_args=("-p", "checkpoint_every_episodes:=2"))
     episodes_logged = lambda proc: len(re.findall(r"\]: episode \d+: ", proc.output()))  # noqa: E731
     wait_for(lambda: episodes_logged(learner) >= 3, 180, "three episodes at the learner")
     os.killpg(learner.proc.pid, signal.SIGKILL)
     learner.proc.wait()
+    killed = time.time()
     held = received_before_kill(run_dir)
     assert len(held) >= 3
 
-    # The policy node keeps running on its last weights while no learner runs.
+    # The policy node keeps running on its last weights while no learner runs; nobody acknowledges its episodes.
     transitions = []
     ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
     assert ros_node.spin_until(lambda: len(transitions) >= 10, timeout=30), policy.output()[-2000:]
+    wait_for(lambda: sum(t > killed for t, _ in ended(policy).values()) >= 2, 60, "two episodes without a learner")
     assert "error" not in policy.output().lower()
+    os.killpg(policy.proc.pid, signal.SIGKILL)
+    policy.proc.wait()
+    first = ended(policy)
+    unacknowledged = {e for e, (t, _) in first.items() if t > killed}
 
+    second = start_policy(ros_process, assets)
     restarted = start_learner(ros_process, assets, run_dir)
     assert restarted.wait(timeout=240) == 0, restarted.output()[-3000:]
     log = restarted.output()
     assert "journaled transitions replayed" in log
+    assert re.search(r"outbox .*: [1-9]\d* unacknowledged episode", second.output()), second.output()[-2000:]
+    assert "outbox: resent episode" in second.output()
     _, config = load_checkpoint(run_dir / "checkpoint.safetensors")
-    final = set(config["meta"]["ingested_episodes"])
-    assert held <= final, f"lost episodes {sorted(held - final)}"
-    assert len(final) == len(config["meta"]["ingested_episodes"])  # none learned from twice
+    ingested = config["meta"]["ingested_episodes"]
+    final = set(ingested)
+    assert held | unacknowledged <= final, f"lost episodes {sorted((held | unacknowledged) - final)}"
+    assert len(final) == len(ingested)  # none learned from twice
+    lengths = {e: n for e, (_, n) in {**first, **ended(second)}.items()}
+    assert config["progress"]["env_steps"] == sum(lengths[e] for e in ingested)  # each with exactly its steps
     assert config["progress"]["env_steps"] >= 200
 
 

@@ -8,20 +8,20 @@ from geometry_msgs.msg import Twist
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
+from conrft_interfaces.msg import ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition
 
-TYPES = (ActionChunk, Intervention, PolicyWeights, RobotState, Transition)
+TYPES = (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition)
 
 # A separate process that republishes whatever arrives on /rt/<Type> to /echo/<Type>.
 ECHO = textwrap.dedent("""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
+    from conrft_interfaces.msg import ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition
     rclpy.init()
     node = rclpy.create_node("echo")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     keep = []
-    for t in (ActionChunk, Intervention, PolicyWeights, RobotState, Transition):
+    for t in (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition):
         pub = node.create_publisher(t, "/echo/" + t.__name__, qos)
         keep.append(node.create_subscription(t, "/rt/" + t.__name__, pub.publish, qos))
     rclpy.spin(node)
@@ -47,7 +47,8 @@ def filled():
                     action=np.full(7, 0.5, np.float32), policy_action=np.full(7, -0.5, np.float32), reward=10.0,
                     terminated=True, success=True, truncated=False, intervened=True, policy_version=4,
                     final_images=[img], final_proprio=np.ones(19, np.float32))
-    return {ActionChunk: chunk, Intervention: iv, PolicyWeights: weights, RobotState: state, Transition: tr}
+    return {ActionChunk: chunk, EpisodeAck: EpisodeAck(episode_id=3, steps=100), Intervention: iv,
+            PolicyWeights: weights, RobotState: state, Transition: tr}
 
 
 def test_every_message_round_trips_between_processes(ros_node, tmp_path):

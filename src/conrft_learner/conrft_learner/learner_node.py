@@ -16,7 +16,10 @@ after the offline stage and every `publish_every_updates` updates of the online 
 waits for the offline stage's policy). Everything is resumable: `run_dir` holds the
 checkpoint (model, optimisers, buffers, progress; written every `checkpoint_every_episodes` episodes) and a
 journal of every received transition, flushed as it arrives, so a learner killed at any moment and
-restarted on the same `run_dir` continues with nothing it received lost.
+restarted on the same `run_dir` continues with nothing it received lost. Each complete episode is acknowledged on
+`acks_topic` once it is on disk (and again whenever it is resent): the policy node's outbox resends, on
+`resend_topic`, what a partition or a restart kept from the learner; steps and episodes it already holds are
+dropped (conrft_core.data.intake).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from rclpy.signals import SignalHandlerOptions
 from conrft_core.checkpoint import CheckpointError
 from conrft_core.config import ConfigError, from_dict, load_yaml, to_dict
 from conrft_core.data.bags import BagError, read_episodes
+from conrft_core.data.intake import Intake
 from conrft_core.data.journal import TransitionJournal
 from conrft_core.data.transitions import EpisodeAssembler, TransitionError, episode_from_transitions
 from conrft_core.learning.methods import TrainConfig
@@ -52,7 +56,7 @@ from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
 from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
 from conrft_core.robot.weights import pack
-from conrft_interfaces.msg import PolicyWeights, Transition
+from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
 
 PARAMS = {
     "vla_checkpoint": "",  # required
@@ -65,6 +69,8 @@ PARAMS = {
     "publish_every_updates": 50,
     "checkpoint_every_episodes": 5,
     "transitions_topic": "/conrft/transitions",
+    "resend_topic": "/conrft/transitions_resent",  # the policy node's outbox resends here
+    "acks_topic": "/conrft/episode_acks",
     "weights_topic": "/conrft/policy_weights",
     "device": "auto",
 }
@@ -102,10 +108,15 @@ class LearnerNode(Node):
         self.journal = TransitionJournal(self.run_dir / "journal")
         self.assembler = EpisodeAssembler(p["transitions_topic"], dims=TRANSITION_DIMS)
         self.episodes: queue.Queue = queue.Queue()
-        self.received = 0
         self.version = 0
         self.done = self.failed = False
-        if restore_run(self.run):
+        restored = restore_run(self.run)
+        self.intake = Intake(self.journal, self.assembler, self.run.meta["ingested_episodes"])
+        # Transient-local: a policy node restarted later still learns what is safe to delete from its outbox.
+        acks_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_acks = self.create_publisher(EpisodeAck, p["acks_topic"], acks_qos)
+        if restored:
             self._replay_journal()
         else:
             self._load_demos(bags)
@@ -114,7 +125,8 @@ class LearnerNode(Node):
         self.pub_weights = self.create_publisher(PolicyWeights, p["weights_topic"], weights_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
-        self.create_subscription(Transition, p["transitions_topic"], self._on_transition, keep_all, raw=True)
+        for topic in (p["transitions_topic"], p["resend_topic"]):
+            self.create_subscription(Transition, topic, self._on_transition, keep_all, raw=True)
         self.create_timer(1.0, self._diagnostics)
         self.run.on_update = self._maybe_publish
         self.worker = threading.Thread(target=self._train, daemon=True)
@@ -143,26 +155,23 @@ class LearnerNode(Node):
                 self.journal.discard([eid])
                 continue
             for record in self.journal.records(eid):
-                self._assemble(deserialize_message(record, Transition))
+                self._assemble(deserialize_message(record, Transition), None)
                 replayed += 1
         self.get_logger().info(f"resumed: {replayed} journaled transitions replayed")
 
     def _on_transition(self, raw: bytes) -> None:
-        msg = deserialize_message(raw, Transition)
-        if msg.episode_id in self.run.meta["ingested_episodes"]:
-            return  # already learned from (e.g. re-sent after a restart)
-        self.journal.append(msg.episode_id, raw)  # on disk before it counts as received
-        self.received += 1
-        self._assemble(msg)
+        self._assemble(deserialize_message(raw, Transition), raw)  # on disk before it counts as received
 
-    def _assemble(self, msg: Transition) -> None:
+    def _assemble(self, msg: Transition, raw: bytes | None) -> None:
         try:
-            msgs = self.assembler.collect(msg)
+            msgs, ack = self.intake.offer(msg, raw)
         except TransitionError as exc:
             self.get_logger().warning(f"transition dropped: {exc}")
             return
         if msgs is not None:
             self.episodes.put(msgs)  # decoded into an Episode by the training thread
+        if ack is not None:
+            self.pub_acks.publish(EpisodeAck(episode_id=ack[0], steps=ack[1]))
 
     # --- training -------------------------------------------------------------------------------------------
     def _train(self) -> None:
@@ -245,7 +254,8 @@ class LearnerNode(Node):
     def _diagnostics(self) -> None:
         tr = self.run
         values = {"offline_updates": tr.offline_done, "updates": tr.updates, "online_steps": tr.env_steps,
-                  "episodes": tr.episodes, "received_transitions": self.received, "weights_version": self.version,
+                  "episodes": tr.episodes, "received_transitions": self.intake.journaled,
+                  "duplicate_transitions": self.intake.duplicates, "weights_version": self.version,
                   "demo_buffer": len(tr.demo_buffer), "online_buffer": len(tr.online_buffer),
                   "pending_steps": self.assembler.pending_steps}
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name="conrft/learner", hardware_id="conrft",

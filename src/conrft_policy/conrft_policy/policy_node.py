@@ -27,6 +27,13 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    then reached the last target and stays there) counts as `slow_steps` in /diagnostics. The control step
    keeps its meaning: transitions, chunks and rewards are per step as without streaming.
 
+Every published transition also goes into an on-disk outbox (`outbox_dir`, conrft_core.data.outbox) until the
+learner acknowledges its episode on /conrft/episode_acks: a partition longer than a DDS lease, a learner restart
+or this node's own restart loses nothing; unacknowledged episodes are resent on /conrft/transitions_resent (not
+the live topic: the scripted human and the demo recorder act on each live transition) when a learner appears
+and `outbox_resend_after` s later when the learner acknowledges others but not it. Its size is bounded by
+`outbox_max_mb` (the oldest whole episodes dropped).
+
 The node never moves the robot before it has a policy (weights from the learner on `/conrft/policy_weights`,
 or `policy_checkpoint`), never while `target_topic` has no subscriber (no controller to obey it), and never while
 another node than `reset_node` publishes there (two drivers fight over the arm; CRISP ignores both). With
@@ -35,11 +42,13 @@ Logic lives in conrft_core (control, weights, spaces, the VLA featurizer); this 
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -50,11 +59,13 @@ from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float64
 from visualization_msgs.msg import Marker, MarkerArray
 
 from conrft_core.config import ConfigError
+from conrft_core.data.outbox import Outbox
 from conrft_core.data.transitions import image_to_array
 from conrft_core.learning.policy import load_policy, resolve_device
 from conrft_core.learning.vla import VLAFeaturizer, load_vla
@@ -66,6 +77,7 @@ from conrft_core.robot.teleop import SingleSource
 from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
 from conrft_interfaces.srv import ResetEpisode
+from conrft_policy.outbox_link import OutboxLink
 from conrft_policy.ros_io import age, pose_arrays, pose_stamped, run_node, stamp_seconds, twist_wrench
 
 TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
@@ -111,6 +123,11 @@ PARAMS = {
     "step_penalty": 0.05,
     "device": "auto",
     "teleop_only": False,  # demonstration recording: the human drives, no policy is needed or run
+    # Unacknowledged transitions on disk, in a folder per node (its namespace and name); "" = none. Not used with
+    # teleop_only (the recorder is on this host, no learner acknowledges).
+    "outbox_dir": "$ROS_HOME/conrft/outbox",
+    "outbox_max_mb": 2000.0,  # past this the oldest whole episodes are dropped (logged, counted on /diagnostics)
+    "outbox_resend_after": 10.0,  # s before an unacknowledged episode is resent (if the learner acks others)
 }
 
 
@@ -158,6 +175,7 @@ class PolicyNode(Node):
             if int(config["feature_dim"]) != self.featurizer.dim:
                 raise ConfigError(f"policy_checkpoint expects {config['feature_dim']} features, the VLA gives "
                                   f"{self.featurizer.dim}")
+        self.outbox = None if p["teleop_only"] or not p["outbox_dir"] else self._open_outbox()
         self.chunk = ChunkExecutor()
         self.images: dict[str, Image] = {}
         self.state: RobotState | None = None  # the latest (holds); steps take the one of their images' instant
@@ -195,6 +213,7 @@ class PolicyNode(Node):
         self.pub_gripper = self.create_publisher(Float64, p["gripper_topic"], 10)
         self.pub_chunk = self.create_publisher(ActionChunk, "/conrft/action_chunk", 10)
         self.pub_transition = self.create_publisher(Transition, "/conrft/transitions", TRANSITIONS_QOS)
+        self.outbox_link = None if self.outbox is None else OutboxLink(self, self.outbox)
         self.pub_markers = self.create_publisher(MarkerArray, "/conrft/markers", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.reset_client = self.create_client(ResetEpisode, p["reset_service"])
@@ -213,6 +232,22 @@ class PolicyNode(Node):
             f"policy node ready: {'checkpoint ' + p['policy_checkpoint'] if self.policy else 'waiting for weights'}"
             f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz"
             + (f", streamed at {p['stream_rate']} Hz" if self.stream else ""))
+
+    # --- the outbox -----------------------------------------------------------------------------------------
+    def _open_outbox(self) -> Outbox:
+        p = self.params
+        for key in ("outbox_max_mb", "outbox_resend_after"):
+            if p[key] <= 0:
+                raise ConfigError(f"parameter '{key}' must be > 0, got {p[key]} (outbox_dir:='' for no outbox)")
+        ros_home = os.environ.get("ROS_HOME") or str(Path.home() / ".ros")
+        folder = Path(p["outbox_dir"].replace("$ROS_HOME", ros_home)) / self.get_fully_qualified_name().lstrip("/")
+        outbox = Outbox(folder, int(p["outbox_max_mb"] * 1e6), p["outbox_resend_after"])
+        if outbox.incomplete:
+            self.get_logger().warning(f"outbox {folder}: dropped episode(s) {outbox.incomplete} left unfinished by "
+                                      f"a previous run (never learned from: an episode counts only whole)")
+        self.get_logger().info(f"outbox {folder}: {len(outbox.sent)} unacknowledged episode(s) to resend, "
+                               f"{outbox.bytes / 1e6:.1f} of {p['outbox_max_mb']} MB")
+        return outbox
 
     # --- inputs ---------------------------------------------------------------------------------------------
     def _list_target_rivals(self) -> None:
@@ -563,7 +598,10 @@ class PolicyNode(Node):
         if terminated or truncated:
             msg.final_images = [obs["images"][c] for c in self.cameras]
             msg.final_proprio = obs["proprio"].astype(np.float32).tolist()
-        self.pub_transition.publish(msg)
+        raw = serialize_message(msg)  # the outbox keeps the very bytes sent
+        self.pub_transition.publish(raw)
+        if self.outbox_link is not None:
+            self.outbox_link.store(raw, self.episode_id, terminated or truncated)
 
     def destroy_node(self) -> None:
         """Hold on the way out (Ctrl-C, SIGTERM, end of the session): the arm stops where it is. Waits (1 s at
@@ -571,6 +609,8 @@ class PolicyNode(Node):
         if self._hold():
             self.get_logger().info("stopping: holding the arm at its measured pose")
             self.pub_target.wait_for_all_acked(Duration(seconds=1.0))
+        if self.outbox is not None:
+            self.outbox.close()
         super().destroy_node()
 
     def _hold(self) -> bool:
@@ -658,6 +698,9 @@ class PolicyNode(Node):
                   "slow_steps": self.slow_steps,
                   "human_late": self.human_late, "last_refusal": self.last_reason,
                   "intervention": bool(self.intervention and self.intervention.active)}
+        if self.outbox is not None:
+            values.update(outbox_episodes=len(self.outbox.steps), outbox_mb=round(self.outbox.bytes / 1e6, 1),
+                          outbox_dropped=self.outbox.dropped, outbox_resent=self.outbox.resent)
         status = DiagnosticStatus(level=level, name="conrft/policy", hardware_id="conrft",
                                   message=self.last_reason or self.phase,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

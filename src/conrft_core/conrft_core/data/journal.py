@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 _LEN = struct.Struct("<I")
+RECORD_HEADER = _LEN.size  # bytes a record takes on disk beyond its own
 
 
 class TransitionJournal:
@@ -35,6 +36,13 @@ class TransitionJournal:
                 f = self._files[episode_id] = open(path, "ab")
             f.write(_LEN.pack(len(record)) + record)
             f.flush()
+
+    def sync(self, episode_id: int) -> None:
+        """Make the episode's records survive a power loss too (fsync), e.g. before promising them to a sender."""
+        with self._lock:
+            f = self._files.get(episode_id)
+            if f is not None:
+                os.fsync(f.fileno())
 
     def episodes(self) -> list[int]:
         return sorted(int(p.stem.split("_")[1]) for p in self.folder.glob("episode_*.bin"))

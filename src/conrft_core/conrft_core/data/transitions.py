@@ -110,6 +110,10 @@ class EpisodeAssembler:
         del self._steps[eid], self._last[eid]
         return [steps[t] for t in range(len(steps))]
 
+    def holds(self, episode_id: int, step: int) -> bool:
+        """The step of a still incomplete episode is collected already."""
+        return step in self._steps.get(episode_id, ())
+
     def add(self, msg) -> Episode | None:
         """`collect`, then the complete episode as an Episode."""
         msgs = self.collect(msg)
