@@ -7,9 +7,14 @@
   from the link's return until the learner receives again and until the robot adopts a new weight version;
   with --outbox the robot keeps the policy node's outbox and the learner journals and acknowledges as the learner
   node does: transitions produced (of whole episodes) vs journaled, steps journaled twice, seconds from the link's
-  return until the learner holds everything produced.
+  return until the learner holds everything produced;
+- weights: with --weights-mb, weight versions of each payload size sent across the link every few seconds while
+  the robot streams transitions: seconds from publishing to the robot holding the version (p50 / max), and the
+  robot's longest gap between two transitions meanwhile; with Fast DDS's default transports and with
+  FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA.
 
     sudo python -m conrft_bringup.link_bench [--down 30] [--outbox] [--modes multicast discovery_server] [--out F]
+    sudo python -m conrft_bringup.link_bench --weights-mb 1 10 100 [--modes multicast] [--out F]
 
 Every process is a real rclpy participant (conrft_bringup.link_probe) with the policy node's QoS and Fast DDS's
 default transports. The namespaces share one kernel and /dev/shm, yet Fast DDS tells them apart as hosts and
@@ -93,8 +98,8 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
 class Link:
     """Robot and learner probes across two fresh namespaces in one discovery mode (a context manager)."""
 
-    def __init__(self, mode: str, tmp: Path):
-        self.mode, self.tmp = mode, tmp
+    def __init__(self, mode: str, tmp: Path, transports: str = "DEFAULT"):
+        self.mode, self.tmp, self.transports = mode, tmp, transports
         self.hosts = TwoHosts()
         self.server: subprocess.Popen | None = None
 
@@ -103,6 +108,9 @@ class Link:
         try:
             domain = 1 + (os.getpid() + 37) % 100  # not the test run's own domain (conftest: 1 + pid % 100)
             self.env = {h: host_env(self.mode, self.hosts, domain, self.tmp / "ros_home") for h in ("robot", "learner")}
+            if self.transports != "DEFAULT":  # e.g. LARGE_DATA: TCP between hosts (README "Two machines")
+                for env in self.env.values():
+                    env["FASTDDS_BUILTIN_TRANSPORTS"] = self.transports
             if self.mode == "discovery_server":
                 self.server = start_server(self.hosts.robot, self.env["robot"], self.tmp / "server.log")
         except BaseException:
@@ -186,18 +194,49 @@ def journal_counts(sent: list[tuple[int, int]], folder: Path) -> dict:
             "outbox_lost": len(produced - set(held)), "journal_duplicates": len(held) - len(set(held))}
 
 
+def weights(link: Link, mb: float, versions: int = 5, every: float = 4.0) -> dict:
+    """Weight versions of `mb` MB across the link (module doc)."""
+    size = int(mb * 1e6)
+    robot, learner, t0 = link.start((), ("--weights-bytes", str(size), "--weights-every", str(every)))
+    try:
+        discovery_seconds(robot, learner, t0)
+        held = lambda: {e["version"] for e in robot.events("weights")}  # noqa: E731
+        wait_for(lambda: held(), 60, "the first weights at the robot")
+        first = min(held())
+        wanted = set(range(first + 1, first + 1 + versions))
+        wait_for(lambda: wanted <= held(), versions * every + 60, f"{versions} versions of {mb} MB at the robot")
+    finally:
+        robot.proc.terminate()
+        learner.proc.terminate()
+        robot.proc.wait()
+        learner.proc.wait()
+    published = {e["version"]: e["t"] for e in learner.events("publishing")}
+    arrived = {e["version"]: e["t"] for e in robot.events("weights")}
+    latency = sorted(arrived[v] - published[v] for v in wanted)
+    window = (published[min(wanted)], arrived[max(wanted)])
+    sent = [e["t"] for e in robot.events("sent") if window[0] <= e["t"] <= window[1]]
+    return {"mode": link.mode, "transports": link.env["robot"].get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT"),
+            "payload_mb": mb, "versions": versions, "latency_s_p50": round(latency[len(latency) // 2], 3),
+            "latency_s_max": round(latency[-1], 3),
+            "robot_max_gap_s": round(max(b - a for a, b in zip(sent, sent[1:])), 3) if len(sent) > 1 else None}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="link_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--down", type=float, default=30.0, help="seconds the link is down")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--outbox", action="store_true", help="the robot keeps an outbox, the learner a journal")
+    parser.add_argument("--weights-mb", type=float, nargs="+", help="measure weight payloads of these sizes instead")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     results = []
     for mode in args.modes:
-        with tempfile.TemporaryDirectory(prefix="conrft-link-") as tmp, Link(mode, Path(tmp)) as link:
-            results.append(outage(link, args.down, args.outbox))
-        print(json.dumps(results[-1]), flush=True)
+        for transports in (("DEFAULT", "LARGE_DATA") if args.weights_mb else ("DEFAULT",)):
+            for mb in args.weights_mb or [None]:
+                with tempfile.TemporaryDirectory(prefix="conrft-link-") as tmp, \
+                        Link(mode, Path(tmp), transports) as link:
+                    results.append(outage(link, args.down, args.outbox) if mb is None else weights(link, mb))
+                print(json.dumps(results[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -6,7 +6,8 @@
 `robot` publishes a Transition (two camera images) per step on /conrft/transitions and takes PolicyWeights;
 `learner` the reverse; both with the QoS of the policy node. Each event is one JSON line on stdout with its
 wall-clock time `t`: `matched` (the peer's endpoint discovered, count > 0) and `unmatched` (count back to 0, e.g.
-the peer's lease expired), `sent` / `received` per transition, `weights` per version adopted or published.
+the peer's lease expired), `sent` / `received` per transition, `weights` per version adopted or published
+(`publishing` just before the learner publishes it).
 With `--outbox` the robot keeps its transitions in the policy node's outbox (conrft_policy.outbox_link; `resent`
 per episode); with `--journal` the learner takes them in as the learner node does (journal, acknowledgements,
 duplicates dropped; `journaled` per new step).
@@ -113,8 +114,10 @@ class LearnerProbe(Node):
     def publish_weights(self) -> None:
         self.version += 1
         payload = bytes(self.args.weights_bytes)
-        self.pub.publish(PolicyWeights(version=self.version, format="safetensors", payload=payload,
-                                       sha256=hashlib.sha256(payload).hexdigest()))
+        msg = PolicyWeights(version=self.version, format="safetensors", payload=payload,
+                            sha256=hashlib.sha256(payload).hexdigest())
+        emit("publishing", version=self.version)  # the latency counts from here: serialising a large one takes time
+        self.pub.publish(msg)
         emit("weights", version=self.version)
 
 
