@@ -3,13 +3,13 @@
 - timing, the real robot's path: the policy node on wall time (its stream on the steady clock, as on a robot)
   driving a robot that this process plays (RobotState at 100 Hz, two 128x128 cameras at 10 Hz), the default VLA
   running a policy, while a `conrft train` process trains on the same cores as a learner would. Streamed target
-  period p50 / p99 and |period - 1 / stream_rate| p99 as this process receives them, the 10 Hz step period's
-  |deviation| p99 (ActionChunk arrivals: one a step with H = 1), and late and slow steps per 1000 from the
-  node's /diagnostics;
+  period p50 / p99 and |period - 1 / stream_rate| p99 as this process receives them (its own scheduling counts
+  too) and as the node stamped them, the 10 Hz step period's |deviation| p99 (ActionChunks: one a step with
+  H = 1) the same two ways, and late and slow steps per 1000 from the node's /diagnostics;
 - smoothness, the sim arm: the sim node (physics, real time) driven by the policy node with one target per step
   and streamed at 100 Hz, the same random policy: the end effector's peak acceleration (from RobotState twists).
 
-    python -m conrft_bringup.stream_bench [--seconds 20]
+    python -m conrft_bringup.stream_bench [--seconds 20] [--out results/stream_bench.json]
 """
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ class _Robot:
         from conrft_interfaces.srv import ResetEpisode
 
         self.node, self.targets, self.chunks, self.diag = node, [], [], {}
+        self.target_stamps, self.chunk_stamps = [], []  # the policy node's own stamps: its timing, not this one's
         self.RobotState, self.Image, self.Bool = RobotState, Image, Bool
         self.pub_state = node.create_publisher(RobotState, "/conrft/robot_state", 10)
         self.pub_images = [node.create_publisher(Image, f"/camera/{c}/image_raw",
@@ -67,14 +68,19 @@ class _Robot:
         self.pub_success = node.create_publisher(Bool, "/sim/success", 10)
         node.create_service(ResetEpisode, "/sim/reset", self._reset)
         node.create_subscription(PoseStamped, "/cartesian_impedance_controller/target_frame",
-                                 lambda m: self.targets.append(time.monotonic()), 100)
-        node.create_subscription(ActionChunk, "/conrft/action_chunk", lambda m: self.chunks.append(time.monotonic()),
-                                 10)
+                                 lambda m: self._on(m, self.targets, self.target_stamps), 100)
+        node.create_subscription(ActionChunk, "/conrft/action_chunk",
+                                 lambda m: self._on(m, self.chunks, self.chunk_stamps), 10)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         node.create_timer(0.01, self._state)
         node.create_timer(0.1, self._images)
         self.pixels = np.random.default_rng(0).integers(0, 256, SIZE * SIZE * 3, np.uint8).tobytes()
         self.episodes = 0
+
+    @staticmethod
+    def _on(msg, arrivals: list, stamps: list) -> None:
+        arrivals.append(time.monotonic())
+        stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def _reset(self, request, response):
         self.episodes += 1
@@ -113,13 +119,13 @@ def _weights(graph, feature_dim: int) -> None:
     graph.weights_pub.publish(_weights_msg(policy, cfg, 1))
 
 
-def bench_timing(tmp: Path, seconds: float, load_nice: int, stream_rate: float = 100.0) -> dict:
+def bench_timing(tmp: Path, seconds: float, load_nice: int, priority: int = 0, stream_rate: float = 100.0) -> dict:
     vla = tmp / "stream_vla.safetensors"
     feature_dim = _vla(vla, SIZE, 128, 3).feature_dim
     load = _training_load(tmp, load_nice)
-    log = tmp / f"stream_timing_{load_nice}.log"
-    graph = _Graph({"policy": _policy_params(vla, stream_rate=stream_rate, max_episode_steps=100000)}, log,
-                   use_sim_time=False)
+    log = tmp / f"stream_timing_{load_nice}_{priority}.log"
+    graph = _Graph({"policy": _policy_params(vla, stream_rate=stream_rate, max_episode_steps=100000,
+                                             stream_priority=priority)}, log, use_sim_time=False)
     try:
         robot = _Robot(graph.node)
         _weights(graph, feature_dim)
@@ -127,12 +133,13 @@ def bench_timing(tmp: Path, seconds: float, load_nice: int, stream_rate: float =
             raise RuntimeError(f"the policy node never ran a step; see {log}")
         graph.spin_for(1.5)  # a diagnostics message with the counters before the window
         before = {k: int(robot.diag.get(k, 0)) for k in ("late_steps", "slow_steps", "step")}
-        robot.targets.clear()
-        robot.chunks.clear()
+        for series in (robot.targets, robot.chunks, robot.target_stamps, robot.chunk_stamps):
+            series.clear()
         graph.spin_for(seconds)
         graph.spin_for(1.5)
         after = {k: int(robot.diag.get(k, 0)) for k in ("late_steps", "slow_steps", "step")}
         targets, chunks = np.diff(robot.targets), np.diff(robot.chunks)
+        sent_targets, sent_chunks = np.diff(robot.target_stamps), np.diff(robot.chunk_stamps)
         episodes = robot.episodes  # > 1: stale data ended an episode (the log says which source)
     finally:
         graph.close()
@@ -145,9 +152,12 @@ def bench_timing(tmp: Path, seconds: float, load_nice: int, stream_rate: float =
             "stream_period_ms_p99": 1e3 * float(np.percentile(targets, 99)),
             "stream_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(targets - period), 99)),
             "step_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(chunks - 0.1), 99)),
+            "sent_stream_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(sent_targets - period), 99)),
+            "sent_step_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(sent_chunks - 0.1), 99)),
             "late_steps_per_1000": 1e3 * (after["late_steps"] - before["late_steps"]) / steps,
             "slow_steps_per_1000": 1e3 * (after["slow_steps"] - before["slow_steps"]) / steps,
-            "episodes": episodes, "load": f"conrft train (state features, 1 torch thread) at nice {load_nice}"}
+            "episodes": episodes, "stream_priority": priority,
+            "load": f"conrft train (state features, 1 torch thread) at nice {load_nice}"}
 
 
 def bench_smoothness(tmp: Path, seconds: float) -> dict:
@@ -183,14 +193,17 @@ def bench_smoothness(tmp: Path, seconds: float) -> dict:
 
 
 def _timing_rows(t: dict) -> list[str]:
-    load = f"training load at nice {t['load'].split()[-1]}"
+    load = f"training load at nice {t['load'].split()[-1]}" + (
+        f", stream thread SCHED_FIFO {t['stream_priority']}" if t["stream_priority"] else "")
     return [
         f"| streamed targets at {t['stream_rate']:.0f} Hz, wall clock, inference and a {load} on the same cores "
         f"({t['streamed_targets']} targets) | period p50 {t['stream_period_ms_p50']:.1f} ms, p99 "
         f"{t['stream_period_ms_p99']:.1f} ms; abs(period - {1e3 / t['stream_rate']:.0f} ms) p99 "
-        f"{t['stream_period_deviation_ms_p99']:.1f} ms | <= 2 ms |",
+        f"{t['stream_period_deviation_ms_p99']:.1f} ms as received, {t['sent_stream_period_deviation_ms_p99']:.1f} "
+        f"ms as stamped by the node | <= 2 ms |",
         f"| 10 Hz step period with streaming, {load} ({t['steps']} steps, {t['episodes']} episode(s)) | "
-        f"abs(period - 100 ms) p99 {t['step_period_deviation_ms_p99']:.1f} ms | <= 5 ms |",
+        f"abs(period - 100 ms) p99 {t['step_period_deviation_ms_p99']:.1f} ms as received, "
+        f"{t['sent_step_period_deviation_ms_p99']:.1f} ms as stamped | <= 5 ms |",
         f"| late / slow steps with streaming, {load} | {t['late_steps_per_1000']:.1f} / "
         f"{t['slow_steps_per_1000']:.1f} per 1000 | 0 |",
     ]
@@ -199,7 +212,7 @@ def _timing_rows(t: dict) -> list[str]:
 def markdown(r: dict) -> list[str]:
     stepped, streamed = (r["smoothness"][k] for k in ("stepped", "streamed_100hz"))
     return [
-        *_timing_rows(r["timing"]), *_timing_rows(r["timing_load_nice10"]),
+        *_timing_rows(r["timing"]), *_timing_rows(r["timing_load_nice10"]), *_timing_rows(r["timing_fifo"]),
         f"| sim arm end-effector acceleration, stepped vs streamed at 100 Hz | peak {stepped['peak_accel_m_s2']:.2f} "
         f"vs {streamed['peak_accel_m_s2']:.2f} m/s^2, p99 {stepped['accel_m_s2_p99']:.2f} vs "
         f"{streamed['accel_m_s2_p99']:.2f} m/s^2 | lower streamed |",
@@ -207,18 +220,23 @@ def markdown(r: dict) -> list[str]:
 
 
 def run(tmp: Path, seconds: float) -> dict:
+    os.environ["OMP_NUM_THREADS"] = "1"  # the nodes too: on 2 cores a second torch thread per process oversubscribes
     return {"timing": bench_timing(tmp, seconds, 0), "timing_load_nice10": bench_timing(tmp, seconds, 10),
-            "smoothness": bench_smoothness(tmp, seconds)}
+            "timing_fifo": bench_timing(tmp, seconds, 0, priority=50), "smoothness": bench_smoothness(tmp, seconds)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window of each part")
+    parser.add_argument("--out", type=Path, help="write the results here (JSON, and a Markdown table next to it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="conrft-stream-bench-") as tmp:
         result = run(Path(tmp), args.seconds)
-    print(json.dumps(result, indent=2))
-    print("\n".join(markdown(result)))
+    rows = "\n".join(["| measurement | result | target |", "| --- | --- | --- |", *markdown(result)]) + "\n"
+    if args.out:
+        args.out.write_text(json.dumps({**result, "machine": {"cpus": os.cpu_count()}}, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(rows)
+    print(rows)
     return 0
 
 

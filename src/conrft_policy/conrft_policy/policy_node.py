@@ -19,13 +19,14 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
 4. the action becomes a pose target (clipped to the safety box) on `target_topic` plus a gripper width on
    `gripper_topic`. Every action and chunk is checked first (shape, NaN, range): a bad one is refused with
    the reason logged and the robot holds. With `stream_rate` > 0 the step's target is not sent as one jump:
-   a stream timer of its own (its own callback group and executor thread, steady time on a robot, sim time in
-   simulation) sends targets at `stream_rate` that move from the last streamed pose to the step's target over
-   one control period (conrft_core.robot.streaming: linear or minimum-jerk, slerp, speed and acceleration
-   limits, the safety box), and a hold streams the measured pose at once. The stream never waits for the
-   step's inference: a step whose action comes later than one control period after its tick (the stream has
-   then reached the last target and stays there) counts as `slow_steps` in /diagnostics. The control step
-   keeps its meaning: transitions, chunks and rewards are per step as without streaming.
+   targets at `stream_rate` move from the last streamed pose to the step's target over one control period
+   (conrft_core.robot.streaming: linear or minimum-jerk, slerp, speed and acceleration limits, the safety box),
+   and a hold streams the measured pose at once. On a robot a thread of its own sends them at deadlines of
+   the steady clock (SCHED_FIFO with `stream_priority`), so a step's inference never delays the stream; in
+   simulation a timer on sim time does (sim time only moves between callbacks). A step whose action comes
+   later than one control period after its tick (the stream has then reached the last target and stays there)
+   counts as `slow_steps` in /diagnostics. The control step keeps its meaning: transitions, chunks and rewards
+   are per step as without streaming.
 
 Every published transition also goes into an on-disk outbox (`outbox_dir`, conrft_core.data.outbox) until the
 learner acknowledges its episode on /conrft/episode_acks: a partition longer than a DDS lease, a learner restart
@@ -53,10 +54,8 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
@@ -119,6 +118,7 @@ PARAMS = {
     "stream_max_speed": 0.25,  # m/s of the streamed position
     "stream_max_accel": 5.0,  # m/s^2
     "stream_max_angular_speed": 2.0,  # rad/s
+    "stream_priority": 0,  # SCHED_FIFO priority of the stream thread on a robot (1-99; needs rtprio); 0 = normal
     "success_reward": 10.0,
     "step_penalty": 0.05,
     "device": "auto",
@@ -222,12 +222,14 @@ class PolicyNode(Node):
         # control period to the hold after a teleop dies.
         self.create_timer(0.02, self._teleop_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0, self._diagnostics)
-        if self.stream is not None:  # its own group: a second executor thread runs it during a step's inference
+        self.stream_clock, self.stream_stop = None, threading.Event()
+        if self.stream is not None and self.get_parameter("use_sim_time").value:
+            self.create_timer(1.0 / self.stream.stream_rate, self._stream_tick)
+        elif self.stream is not None:  # a robot: steady time, a thread of its own
+            self.stream_clock = Clock(clock_type=ClockType.STEADY_TIME)
             sys.setswitchinterval(0.001)  # the threads share the GIL: the stream waits for it 1 ms at most, not 5
-            on_robot = not self.get_parameter("use_sim_time").value  # steady time; in simulation sim time
-            self.stream_clock = Clock(clock_type=ClockType.STEADY_TIME) if on_robot else None
-            self.create_timer(1.0 / self.stream.stream_rate, self._stream_tick, MutuallyExclusiveCallbackGroup(),
-                              clock=self.stream_clock or self.get_clock())
+            self.stream_thread = threading.Thread(target=self._stream_loop, name="stream", daemon=True)
+            self.stream_thread.start()
         self.get_logger().info(
             f"policy node ready: {'checkpoint ' + p['policy_checkpoint'] if self.policy else 'waiting for weights'}"
             f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz"
@@ -606,6 +608,9 @@ class PolicyNode(Node):
     def destroy_node(self) -> None:
         """Hold on the way out (Ctrl-C, SIGTERM, end of the session): the arm stops where it is. Waits (1 s at
         most) for the controller to acknowledge it: a message still queued when the process exits is lost."""
+        self.stream_stop.set()  # no streamed target after the hold below
+        if self.stream_clock is not None:
+            self.stream_thread.join(timeout=1.0)
         if self._hold():
             self.get_logger().info("stopping: holding the arm at its measured pose")
             self.pub_target.wait_for_all_acked(Duration(seconds=1.0))
@@ -641,9 +646,24 @@ class PolicyNode(Node):
                 self.streamer.set_target(pos, quat, now)
                 self._publish_pose(*self.streamer.sample(now), stamp)
 
+    def _stream_loop(self) -> None:
+        """The stream thread of a robot: a tick at every deadline of the steady clock (missed ones skipped)."""
+        priority = self.params["stream_priority"]
+        if priority:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread (Linux)
+            except (OSError, ValueError) as exc:
+                self.get_logger().warning(f"stream_priority {priority}: SCHED_FIFO refused ({exc}); streaming at "
+                                          f"normal priority (give the user rtprio, as libfranka needs)")
+        period, deadline = 1.0 / self.stream.stream_rate, time.monotonic()
+        while not self.stream_stop.is_set():
+            deadline = max(deadline + period, time.monotonic())
+            if not self.stream_stop.wait(deadline - time.monotonic()):
+                self._stream_tick()
+
     def _stream_tick(self) -> None:
-        """The stream timer (its own thread): the streamer's pose at this instant, while an episode runs and no
-        other driver is on the target topic (between episodes the reset, or nobody, drives)."""
+        """The streamer's pose at this instant, while an episode runs and no other driver is on the target topic
+        (between episodes the reset, or nobody, drives)."""
         if self.phase != "running" or self.target_rivals or self.streamer is None:
             return
         with self.stream_lock:
@@ -710,7 +730,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(PolicyNode, "policy_node", args, lambda: MultiThreadedExecutor(num_threads=2))
+    return run_node(PolicyNode, "policy_node", args)
 
 
 if __name__ == "__main__":
