@@ -153,6 +153,10 @@ def test_robot_holds_when_teleop_dies_mid_intervention(ros_process, ros_node, tm
     ros_node.spin_until(lambda: len(states) >= 100, timeout=10)
     speeds = [np.linalg.norm([s.ee_twist.linear.x, s.ee_twist.linear.y, s.ee_twist.linear.z]) for s in states[-20:]]
     assert max(speeds) < 0.01
+    # On the way out the node reports the teleop's heartbeat and how often it fell silent (the kill among them).
+    policy.stop()
+    summary = re.search(r"teleop heartbeat: (\d+) messages, .*; (\d+) teleop-silent hold", policy.output())
+    assert summary and int(summary[1]) >= len(interventions) // 2 and int(summary[2]) >= 1, policy.output()[-1500:]
 
 
 def test_no_weights_before_the_offline_stage_is_done(ros_process, ros_node, tmp_path, graph_assets):

@@ -183,6 +183,8 @@ class PolicyNode(Node):
         self.success = False
         self.intervention: Intervention | None = None
         self.intervention_rx = 0.0  # monotonic receive time of the last Intervention
+        self.heartbeat_gaps: deque[float] = deque(maxlen=100_000)  # s between the teleop's messages (~30 min)
+        self.silent_holds, self.was_silent = 0, False  # times the teleop fell silent during an intervention
         self.phase, self.episode_id, self.episodes_done, self.t = "wait_policy", 0, 0, 0
         self.reset_future, self.reset_requested_at = None, None
         self.prev: dict | None = None
@@ -294,7 +296,10 @@ class PolicyNode(Node):
             self._refuse(f"{reason} on {self.params['intervention_topic']}: refused (stop that node, or set "
                          f"teleop_node)")
             return
-        self.intervention, self.intervention_rx = msg, time.monotonic()
+        now = time.monotonic()
+        if self.intervention_rx:
+            self.heartbeat_gaps.append(now - self.intervention_rx)
+        self.intervention, self.intervention_rx = msg, now
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self.answering = self.answering or key == self.published_key
         if self.awaiting is not None and key == self.awaiting["key"]:
@@ -513,7 +518,10 @@ class PolicyNode(Node):
     def _teleop_watchdog(self) -> None:
         if self.awaiting is not None and time.monotonic() > self.awaiting["deadline"]:
             self._act_awaited(late=True)
-        if self.phase == "running" and self._teleop_silent():
+        silent = self.phase == "running" and self._teleop_silent()
+        self.silent_holds += silent and not self.was_silent
+        self.was_silent = silent
+        if silent:
             self._refuse("teleop silent during an intervention: holding position")
             self._hold()
 
@@ -608,6 +616,11 @@ class PolicyNode(Node):
     def destroy_node(self) -> None:
         """Hold on the way out (Ctrl-C, SIGTERM, end of the session): the arm stops where it is. Waits (1 s at
         most) for the controller to acknowledge it: a message still queued when the process exits is lost."""
+        if self.heartbeat_gaps:
+            gaps = 1e3 * np.array(self.heartbeat_gaps)
+            self.get_logger().info(f"teleop heartbeat: {len(gaps) + 1} messages, inter-arrival p50 "
+                                   f"{np.percentile(gaps, 50):.1f} / p99 {np.percentile(gaps, 99):.1f} / max "
+                                   f"{gaps.max():.1f} ms; {self.silent_holds} teleop-silent hold(s)")
         self.stream_stop.set()  # no streamed target after the hold below
         if self.stream_clock is not None:
             self.stream_thread.join(timeout=1.0)
@@ -716,7 +729,8 @@ class PolicyNode(Node):
         values = {"phase": self.phase, "episode": self.episode_id, "step": self.t, "policy_version": self.version,
                   "episodes_done": self.episodes_done, "late_steps": self.late_steps,
                   "slow_steps": self.slow_steps,
-                  "human_late": self.human_late, "last_refusal": self.last_reason,
+                  "human_late": self.human_late, "teleop_silent_holds": self.silent_holds,
+                  "last_refusal": self.last_reason,
                   "intervention": bool(self.intervention and self.intervention.active)}
         if self.outbox is not None:
             values.update(outbox_episodes=len(self.outbox.steps), outbox_mb=round(self.outbox.bytes / 1e6, 1),
