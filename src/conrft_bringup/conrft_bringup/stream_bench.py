@@ -32,7 +32,8 @@ SIZE = 128
 
 def _policy_params(vla: Path, **extra) -> dict:
     return {"package": "conrft_policy", "executable": "policy_node", "params": [str(CONFIG / "policy_sim.yaml")],
-            "parameters": {"vla_checkpoint": str(vla), "instruction": INSTRUCTION, **extra}}
+            "parameters": {"vla_checkpoint": str(vla), "instruction": INSTRUCTION,
+                           "outbox_dir": str(vla.parent / "outbox"), **extra}}  # no learner: not in ROS_HOME
 
 
 def _training_load(tmp: Path, nice: int) -> subprocess.Popen:
