@@ -685,7 +685,7 @@ class PolicyNode(Node):
 
     def _stream_now(self):
         """(ROS time, stream clock seconds) read together: a streamed target is stamped with its own instant
-        (the executor threads share the GIL: a stamp taken at publishing could be late by another's work)."""
+        (the stream thread shares the GIL with the executor's: a stamp taken later could be late by its work)."""
         stamp = self.get_clock().now()
         return stamp, (self.stream_clock.now() if self.stream_clock else stamp).nanoseconds * 1e-9
 
