@@ -156,7 +156,7 @@ def test_robot_holds_when_teleop_dies_mid_intervention(ros_process, ros_node, tm
     # On the way out the node reports the teleop's heartbeat and how often it fell silent (the kill among them).
     policy.stop()
     summary = re.search(r"teleop heartbeat: (\d+) messages, .*; (\d+) teleop-silent hold", policy.output())
-    assert summary and int(summary[1]) >= len(interventions) // 2 and int(summary[2]) >= 1, policy.output()[-1500:]
+    assert summary and int(summary[1]) > 10 and int(summary[2]) >= 1, policy.output()[-1500:]
 
 
 def test_no_weights_before_the_offline_stage_is_done(ros_process, ros_node, tmp_path, graph_assets):

@@ -185,7 +185,9 @@ def test_a_partition_longer_than_the_lease_loses_no_transition(tmp_path, make_gr
                         f"learner:\n{learner_log.read_text()[-3000:]}")
     during = {e for e, (t, _) in ended().items() if t_down < t < t_up}
     assert len(during) >= 5, ended()  # the robot kept running episodes
-    assert {v for t, v in started() if t_down < t < t_up} == {last}  # on its last weights
+    # On weights from before the partition: a version is the learner's wall-clock ms at publishing (one received
+    # just before the link went down may still be adopted during it, at the end of a chunk).
+    assert all(v / 1e3 < t_down for t, v in started() if t_down < t < t_up), (t_down, started())
     assert "outbox: resent episode" in policy_log.read_text()
     journal = TransitionJournal(tmp_path / "run" / "journal")
     held = [(m.episode_id, m.step) for e in journal.episodes()
