@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from conrft_bringup.graph_bench import CONFIG, _Graph, _policy, _vla, _weights_msg
+from conrft_policy.ros_io import stamp_seconds
 
 INSTRUCTION = "pick up the red cube"
 SIZE = 128
@@ -81,7 +82,7 @@ class _Robot:
     @staticmethod
     def _on(msg, arrivals: list, stamps: list) -> None:
         arrivals.append(time.monotonic())
-        stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+        stamps.append(stamp_seconds(msg.header.stamp))
 
     def _reset(self, request, response):
         self.episodes += 1
@@ -183,7 +184,7 @@ def bench_smoothness(tmp: Path, seconds: float) -> dict:
             graph.spin_for(seconds)
         finally:
             graph.close()
-        t = np.array([s.header.stamp.sec + s.header.stamp.nanosec * 1e-9 for s in states])
+        t = np.array([stamp_seconds(s.header.stamp) for s in states])
         v = np.array([[s.ee_twist.linear.x, s.ee_twist.linear.y, s.ee_twist.linear.z] for s in states])
         ok = np.diff(t) > 1e-4  # resets restart sim time: differences across them are not accelerations
         acc = np.linalg.norm(np.diff(v, axis=0)[ok] / np.diff(t)[ok, None], axis=1)
