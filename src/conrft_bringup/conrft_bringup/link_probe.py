@@ -27,7 +27,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
 from conrft_core.data.intake import Intake
-from conrft_core.data.journal import TransitionJournal
+from conrft_core.data.journal import RobotJournals
 from conrft_core.data.outbox import Outbox
 from conrft_core.data.transitions import EpisodeAssembler
 from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
@@ -91,7 +91,7 @@ class LearnerProbe(Node):
         self.args, self.version = args, 0
         self.intake = None
         if args.journal:
-            self.intake = Intake(TransitionJournal(args.journal), EpisodeAssembler())
+            self.intake = Intake(RobotJournals(args.journal), EpisodeAssembler())
             self.acks = self.create_publisher(EpisodeAck, ACKS_TOPIC, ACKS_QOS)
         for topic in ("/conrft/transitions", RESEND_TOPIC):
             self.create_subscription(Transition, topic, self.receive, TRANSITIONS_QOS, raw=True)
@@ -109,7 +109,7 @@ class LearnerProbe(Node):
             if self.intake.journaled > before:
                 emit("journaled", episode=m.episode_id, step=m.step)
             if ack is not None:
-                self.acks.publish(EpisodeAck(episode_id=ack[0], steps=ack[1]))
+                self.acks.publish(EpisodeAck(robot=ack[0][0], episode_id=ack[0][1], steps=ack[1]))
 
     def publish_weights(self) -> None:
         self.version += 1

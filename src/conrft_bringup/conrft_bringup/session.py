@@ -18,14 +18,29 @@ A session file:
                                             # (conrft_core.robot.controllers), checked before any node starts
         parameters: {run_dir: $(arg run_dir)}  # single parameters, after the files
         enabled: true             # or $(arg name) with a true/false argument (ros2 launch's IfCondition)
+        namespace: ""             # the node's namespace (ros2 launch's Node(namespace=...))
+        remap: {/clock: /robot_1/clock}  # name remappings (Node(remappings=...)), absolute names too
+    fleet:                        # optional: several robots, each a copy of some nodes in a namespace of its own
+      robots: $(arg robots)       # how many (>= 1)
+      name: robot_{k}             # robot k's namespace and robot name, k = 1..robots
+      nodes: [sim, policy, teleop]  # the nodes copied per robot (the originals are not started)
+      remap: [/clock, /sim/reset]   # absolute names each copy moves under its namespace (/robot_k/clock ...)
+      parameters:                 # per-copy parameters, {k} = the robot's number, {name} = its name
+        policy: {robot_name: "{name}", seed: "{k}00000"}
+      robots_parameter: learner.robots  # a node's parameter set to the list of robot names
 
-Every node's output is streamed with a `[name]` prefix. Ctrl-C (or the stop condition) stops all nodes with
-SIGINT (SIGKILL after `stop_timeout`). Exit status: 0 when the session ended by its stop condition or
-timeout, 1 when a node crashed (exited by itself with a non-zero status), 130 on Ctrl-C. A node outside
+A copy of node N for robot R runs as /R/N (shown as `[R/N]`), its parameter files' N block applying to it.
+
+Every node's output is streamed with a `[name]` prefix. Ctrl-C, SIGTERM (or the stop condition) stops all nodes
+with SIGINT (SIGKILL after `stop_timeout`); a session killed outright takes its nodes with it (each gets SIGTERM
+when the session process dies). Exit status: 0 when the session ended by its stop condition or timeout, 1 when
+a node crashed (exited by itself with a non-zero status), 130 on Ctrl-C, 143 on SIGTERM. A node outside
 stop_when_exits that finishes with status 0 just leaves the session.
 """
 from __future__ import annotations
 
+import copy
+import ctypes
 import os
 import re
 import signal
@@ -40,6 +55,7 @@ from pathlib import Path
 import yaml
 
 from conrft_core.config import ConfigError, from_dict, load_yaml
+from conrft_core.data.episode import check_robot_name
 from conrft_core.robot.controllers import PRESETS_DIR, load_preset
 
 ARG = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -52,6 +68,18 @@ class NodeSpec:
     params: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
     enabled: bool | str = True  # a string is $(arg name), resolved by load_session
+    namespace: str = ""
+    remap: dict = field(default_factory=dict)
+
+
+@dataclass
+class FleetSpec:
+    robots: int | str = 1  # a string is $(arg name)
+    name: str = "robot_{k}"
+    nodes: list[str] = field(default_factory=list)
+    remap: list[str] = field(default_factory=list)
+    parameters: dict = field(default_factory=dict)
+    robots_parameter: str = ""  # NODE.PARAM set to the robot names; "" = none
 
 
 @dataclass
@@ -67,6 +95,7 @@ class SessionConfig:
     session: SessionOptions = field(default_factory=SessionOptions)
     args: dict = field(default_factory=dict)
     nodes: dict = field(default_factory=dict)
+    fleet: FleetSpec | None = None
 
 
 def _substitute(value, args: dict, where: str):
@@ -110,10 +139,49 @@ def load_session(path: str | Path, overrides: dict[str, str]) -> tuple[SessionCo
                 raise ConfigError(f"nodes.{name}.params: parameter file {p} does not exist")
         spec.parameters = {k: _substitute(v, args, f"nodes.{name}.parameters.{k}") for k, v in spec.parameters.items()}
         nodes[name] = spec
+    if cfg.fleet is not None:
+        nodes = _expand_fleet(cfg.fleet, nodes, args)
     missing = sorted(set(cfg.session.stop_when_exits) - set(nodes))
     if missing:
         raise ConfigError(f"session.stop_when_exits names '{missing[0]}', which is not a node of {path}")
     return cfg, nodes
+
+
+def _expand_fleet(fleet: FleetSpec, nodes: dict[str, NodeSpec], args: dict) -> dict[str, NodeSpec]:
+    """Every node of fleet.nodes copied once per robot (as "ROBOT/NODE", in namespace ROBOT), the others kept."""
+    count = _substitute(fleet.robots, args, "fleet.robots")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ConfigError(f"fleet.robots must be a whole number >= 1, got {count!r}")
+    unknown = sorted(set(fleet.nodes) - set(nodes)) or sorted(set(fleet.parameters) - set(fleet.nodes))
+    if unknown:
+        raise ConfigError(f"fleet names node '{unknown[0]}', which is not an enabled node copied per robot "
+                          f"(fleet.nodes: {', '.join(fleet.nodes) or 'none'})")
+    bad = [n for n in fleet.remap if not n.startswith("/")]
+    if bad:
+        raise ConfigError(f"fleet.remap entries must be absolute names (/clock), got {bad[0]!r}")
+    names = [fleet.name.format(k=k) for k in range(1, count + 1)]
+    for n in names:
+        try:
+            check_robot_name(n, "fleet.name")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    out = {n: spec for n, spec in nodes.items() if n not in fleet.nodes}
+    for k, robot in enumerate(names, start=1):
+        for node in fleet.nodes:
+            spec = copy.deepcopy(nodes[node])
+            spec.namespace = robot
+            spec.remap = {**{name: f"/{robot}{name}" for name in fleet.remap}, **spec.remap}
+            for key, value in fleet.parameters.get(node, {}).items():
+                value = value.format(k=k, name=robot) if isinstance(value, str) else value
+                spec.parameters[key] = yaml.safe_load(value) if isinstance(value, str) and value else value
+            out[f"{robot}/{node}"] = spec
+    if fleet.robots_parameter:
+        node, _, key = fleet.robots_parameter.partition(".")
+        if node not in out or not key:
+            raise ConfigError(f"fleet.robots_parameter must be NODE.PARAM of a node not copied per robot, got "
+                              f"{fleet.robots_parameter!r}")
+        out[node].parameters[key] = names
+    return out
 
 
 def executable_path(package: str, executable: str) -> str:
@@ -139,15 +207,27 @@ class Session:
         self._tmp = tempfile.TemporaryDirectory(prefix="conrft-session-")
 
     def _command(self, name: str, spec: NodeSpec) -> list[str]:
-        cmd = [executable_path(spec.package, spec.executable), "--ros-args", "-r", f"__node:={name}"]
-        for p in spec.params:
-            cmd += ["--params-file", p]
+        node = name.rpartition("/")[2]  # a fleet copy is "ROBOT/NODE"
+        cmd = [executable_path(spec.package, spec.executable), "--ros-args", "-r", f"__node:={node}"]
+        if spec.namespace:
+            cmd += ["-r", f"__ns:=/{spec.namespace}"]
+        for src, dst in spec.remap.items():
+            cmd += ["-r", f"{src}:={dst}"]
+        # A parameter file's NODE block applies to /NODE only: a namespaced node reads it as /NS/NODE.
+        key = f"/{spec.namespace}/{node}" if spec.namespace else node
+        tag = name.replace("/", "_")
+        for i, p in enumerate(spec.params):
+            if spec.namespace:
+                blocks = {key if k == node else k: v for k, v in (yaml.safe_load(Path(p).read_text()) or {}).items()}
+                p = Path(self._tmp.name) / f"{tag}_{i}_{Path(p).name}"
+                p.write_text(yaml.safe_dump(blocks))
+            cmd += ["--params-file", str(p)]
         params = dict(spec.parameters)
         if self.cfg.session.use_sim_time:
             params["use_sim_time"] = True
         if params:
-            extra = Path(self._tmp.name) / f"{name}.yaml"
-            extra.write_text(yaml.safe_dump({name: {"ros__parameters": params}}))
+            extra = Path(self._tmp.name) / f"{tag}.yaml"
+            extra.write_text(yaml.safe_dump({key: {"ros__parameters": params}}))
             cmd += ["--params-file", str(extra)]
         return cmd
 
@@ -160,10 +240,10 @@ class Session:
     def start(self) -> None:
         commands = {name: self._command(name, spec) for name, spec in self.nodes.items()}  # all errors first
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for name, cmd in commands.items():
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                    start_new_session=True)
-            self.procs[name] = proc
+        for name, cmd in commands.items():  # every fork before the first thread: preexec_fn is unsafe with threads
+            self.procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        for name, proc in self.procs.items():
             threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True).start()
         self.say(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in self.procs.items())}")
 
@@ -212,18 +292,33 @@ class Session:
         return status
 
 
+def _die_with_parent() -> None:
+    """In a node's process before it starts: SIGTERM when the session process dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG), so that no node outlives its session."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class Terminated(Exception):
+    """SIGTERM to the session."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
 def run_session(path: str | Path, overrides: dict[str, str]) -> int:
     cfg, nodes = load_session(path, overrides)
     session = Session(cfg, nodes)
-    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         session.start()
         return session.wait()
-    except KeyboardInterrupt:
-        session.say("interrupted: stopping every node")
-        session.stop(130)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        status = 143 if isinstance(exc, Terminated) else 130
+        session.say(f"{'terminated' if status == 143 else 'interrupted'}: stopping every node")
+        session.stop(status)
+        return status
     finally:
         if any(p.poll() is None for p in session.procs.values()):
             session.stop(1)
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous)

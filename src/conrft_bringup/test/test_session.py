@@ -1,8 +1,10 @@
 """`conrft session`: the whole simulated training graph as separate processes over DDS (sim, policy node,
 scripted teleop, learner, demo recorder), and the session's handling of bad input and crashing nodes."""
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,23 @@ def test_controller_preset_is_one_session_argument():
     assert nodes["policy"].params[-1] == str(SESSION.parent / "controllers" / "crisp.yaml")
     with pytest.raises(ConfigError, match="unknown controller preset 'crsp'; presets in .*: crisp, franka_ros2, fzi"):
         load_session(SESSION, {"controller": "crsp"})
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_no_node_outlives_its_session(tmp_path, sig, status):
+    """SIGTERM stops the session as Ctrl-C does; a session killed outright takes its nodes with it."""
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({"nodes": {"recorder": {
+        "package": "conrft_bringup", "executable": "demo_recorder", "parameters": {"output": str(tmp_path / "b")}}}}))
+    proc = subprocess.Popen([sys.executable, "-m", "conrft_bringup.cli", "session", str(path)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = proc.stdout.readline()
+    assert first.startswith("[session] started recorder (pid "), first
+    pid = int(first.split("pid ")[1].rstrip(")\n"))
+    time.sleep(2.0)  # the node is up
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == status
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower():
+        assert time.monotonic() < deadline, f"node {pid} outlived its session ({sig.name})"
+        time.sleep(0.2)

@@ -128,7 +128,7 @@ def test_incomplete_episode_skipped_and_wrong_action_dim(tmp_path):
         for t in range(2):
             hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t, nanosec=0), frame_id="base")
             w.write(TRANSITIONS_TOPIC, T["conrft_interfaces/msg/Transition"](
-                header=hdr, episode_id=0, step=t, camera_names=[], images=[], proprio=bad.proprio[t],
+                header=hdr, robot="", episode_id=0, step=t, camera_names=[], images=[], proprio=bad.proprio[t],
                 instruction="", action=np.zeros(6, np.float32), policy_action=np.zeros(6, np.float32), reward=0.0,
                 terminated=t == 1, success=False, truncated=False, intervened=True, held=False, policy_version=0,
                 final_images=[], final_proprio=bad.proprio[t + 1] if t == 1 else np.zeros(0, np.float32)), t)

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from conrft_core.data.intake import Intake
-from conrft_core.data.journal import RECORD_HEADER, TransitionJournal
+from conrft_core.data.intake import Intake, RobotRegistry
+from conrft_core.data.journal import RECORD_HEADER, RobotJournals, TransitionJournal
 from conrft_core.data.outbox import Outbox
 from conrft_core.data.transitions import EpisodeAssembler
 
@@ -96,27 +96,59 @@ def test_the_size_limit_drops_the_oldest_whole_episodes_never_the_one_being_writ
         Outbox(tmp_path / "y", 0, 1.0)
 
 
-def transition(eid, step, steps):
+def transition(eid, step, steps, robot=""):
     """The fields the intake and the assembler's bookkeeping read."""
-    return SimpleNamespace(episode_id=eid, step=step, terminated=False, truncated=step == steps - 1, action=[0.0],
-                           images=[], camera_names=[])
+    return SimpleNamespace(robot=robot, episode_id=eid, step=step, terminated=False, truncated=step == steps - 1,
+                           action=[0.0], images=[], camera_names=[])
 
 
 def test_intake_journals_each_step_once_and_acknowledges_every_complete_arrival(tmp_path):
-    journal = TransitionJournal(tmp_path)
-    intake = Intake(journal, EpisodeAssembler(), done=[7])
+    journals = RobotJournals(tmp_path)
+    intake = Intake(journals, EpisodeAssembler(), done=[("", 7)])
     offer = lambda eid, step, steps=3: intake.offer(transition(eid, step, steps), bytes([eid, step]))  # noqa: E731
     assert offer(1, 0) == (None, None)
     assert offer(1, 1) == (None, None)  # then the link went down: step 2 lost
     assert offer(1, 0) == (None, None)  # the resend: steps held already are dropped
     assert offer(1, 1) == (None, None)
     msgs, ack = offer(1, 2)
-    assert [m.step for m in msgs] == [0, 1, 2] and ack == (1, 3)
+    assert [m.step for m in msgs] == [0, 1, 2] and ack == (("", 1), 3)
+    journal = TransitionJournal(tmp_path)  # a single robot's journal: the layout before fleets
     assert journal.records(1) == [bytes([1, 0]), bytes([1, 1]), bytes([1, 2])]  # no step twice
     for step in range(3):  # resent again (its acknowledgement was lost): acknowledged again, not handed out
-        assert offer(1, step) == (None, (1, 3) if step == 2 else None)
-    assert offer(7, 4, steps=5) == (None, (7, 5))  # learned from before a restart
+        assert offer(1, step) == (None, (("", 1), 3) if step == 2 else None)
+    assert offer(7, 4, steps=5) == (None, (("", 7), 5))  # learned from before a restart
     assert 7 not in journal.episodes()
     assert (intake.journaled, intake.duplicates) == (3, 6)
-    assert intake.offer(transition(2, 0, 1), None)[1] == (2, 1)  # replayed from the journal: not journaled again
+    assert intake.offer(transition(2, 0, 1), None)[1] == (("", 2), 1)  # replayed from the journal: not journaled
     assert 2 not in journal.episodes()
+
+
+def test_intake_keeps_the_episodes_of_robots_with_the_same_ids_apart(tmp_path):
+    intake = Intake(RobotJournals(tmp_path), EpisodeAssembler())
+    offer = lambda robot, step: intake.offer(transition(5, step, 2, robot), robot.encode() + bytes([step]))  # noqa: E731
+    assert offer("robot_1", 0) == (None, None)
+    assert offer("robot_2", 0) == (None, None)  # the same episode id from another robot: not a duplicate
+    msgs, ack = offer("robot_2", 1)
+    assert [m.robot for m in msgs] == ["robot_2"] * 2 and ack == (("robot_2", 5), 2)
+    assert offer("robot_1", 1)[1] == (("robot_1", 5), 2)
+    assert intake.duplicates == 0
+    restarted = RobotJournals(tmp_path)  # each robot's journal in a folder of its own, found again on a restart
+    assert restarted.episodes() == [("robot_1", 5), ("robot_2", 5)]
+    assert restarted.records(("robot_2", 5)) == [b"robot_2\x00", b"robot_2\x01"]
+    with pytest.raises(ValueError, match="robot name '../x'"):
+        restarted.journal("../x")
+
+
+def test_registry_refuses_unknown_robots_and_a_second_live_sender_under_one_name():
+    reg = RobotRegistry(["robot_1", "robot_2"])
+    alive = {"/robot_1/policy", "/robot_2/policy"}
+    admit = lambda robot, sender: reg.admit(robot, sender, alive.__contains__)  # noqa: E731
+    assert "robot robot_9 is not one of this learner's robots (robot_1, robot_2)" in admit("robot_9", "/x/policy")
+    assert "robot (unnamed)" in admit("", "/x/policy")  # a policy node left without robot_name
+    assert admit("robot_1", "/robot_1/policy") is None
+    assert admit("robot_1", "/robot_1/policy") is None  # its resend writer, or the node restarted: one sender
+    assert "two senders publish as robot robot_1: /robot_1/policy and /robot_2/policy" in \
+        admit("robot_1", "/robot_2/policy")
+    alive.discard("/robot_1/policy")  # the first one stopped: the other takes the name over
+    assert admit("robot_1", "/robot_2/policy") is None
+    assert RobotRegistry().admit("anything", "/a/policy", alive.__contains__) is None  # no list: any robot

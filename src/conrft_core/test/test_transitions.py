@@ -127,7 +127,7 @@ def test_typestore_messages_assemble_too():
     for t in (1, 0):
         hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t, nanosec=0), frame_id="base")
         out = asm.add(T["conrft_interfaces/msg/Transition"](
-            header=hdr, episode_id=5, step=t, camera_names=["wrist"], images=[img(frame(5, t))],
+            header=hdr, robot="", episode_id=5, step=t, camera_names=["wrist"], images=[img(frame(5, t))],
             proprio=np.full(PROPRIO_DIM, t, np.float32), instruction="x", action=np.full(7, 0.5 * t, np.float32),
             policy_action=np.zeros(7, np.float32), reward=-0.05, terminated=t == 1, success=t == 1,
             truncated=False, intervened=False, held=False, policy_version=0,

@@ -4,9 +4,15 @@
    demo recorder, `ros2 bag record /conrft/transitions`, or `conrft sim-demos`). Features come from the
    frozen VLA (`vla_checkpoint`), computed once per observation (ConRFT's frozen-backbone mode).
 2. Offline stage of `train.method` (Cal-ConRFT, or CO-RFT with H > 1; config in `config_file`).
-3. Online stage (HIL-ConRFT): each episode received from the policy node enters the online buffer (its
+3. Online stage (HIL-ConRFT): each episode received from the policy node(s) enters the online buffer (its
    intervention segments also the demo buffer), then UTD x T updates; it ends after `train.online_env_steps`
    received steps, with a final checkpoint and `result.json`, and the node exits 0.
+
+Several robots may feed one learner (a fleet, `conrft session config/sim_fleet.yaml`): each policy node names its
+robot in every transition (`robot_name`), episodes are keyed by (robot, episode id), and `robots` lists the
+names this learner takes in (empty: any); an unknown name, or a name two live senders use, is refused and logged
+(conrft_core.data.intake.RobotRegistry): nothing of it is journaled or acknowledged, so it waits in that robot's
+outbox.
 
 `run_dir/snapshots/policy_<online steps>.safetensors` keep the policy every `snapshot_every_steps` steps:
 `conrft report RUN_DIR` evaluates them in simulation (success vs online steps, no human).
@@ -42,8 +48,9 @@ from rclpy.signals import SignalHandlerOptions
 from conrft_core.checkpoint import CheckpointError
 from conrft_core.config import ConfigError, from_dict, load_yaml, to_dict
 from conrft_core.data.bags import BagError, read_episodes
-from conrft_core.data.intake import Intake
-from conrft_core.data.journal import TransitionJournal
+from conrft_core.data.episode import check_robot_name, key_from_meta, key_to_meta
+from conrft_core.data.intake import Intake, RobotRegistry
+from conrft_core.data.journal import RobotJournals
 from conrft_core.data.transitions import EpisodeAssembler, TransitionError, episode_from_transitions
 from conrft_core.learning.methods import TrainConfig
 from conrft_core.learning.policy import resolve_device
@@ -73,6 +80,7 @@ PARAMS = {
     "acks_topic": "/conrft/episode_acks",
     "weights_topic": "/conrft/policy_weights",
     "device": "auto",
+    "robots": [""],  # robot names (Transition.robot) taken in; [""] or [] = any
 }
 
 
@@ -105,13 +113,20 @@ class LearnerNode(Node):
         self.log = RunLog(self.run_dir)
         self.run = TrainRun(cfg, self.featurizer.dim, PROPRIO_DIM, run_dir=self.run_dir, log=self.log, meta=meta,
                             progress=False)
-        self.journal = TransitionJournal(self.run_dir / "journal")
+        robots = [r for r in p["robots"] if r]
+        for r in robots:
+            check_robot_name(r, "parameter 'robots'")
+        if len(set(robots)) != len(robots):
+            raise ConfigError(f"parameter 'robots' names a robot twice: {robots}")
+        self.registry = RobotRegistry(robots)
+        self.writers: dict[bytes, str] = {}  # writer gid -> its node's name (conrft_core.data.intake.RobotRegistry)
+        self.journal = RobotJournals(self.run_dir / "journal")
         self.assembler = EpisodeAssembler(p["transitions_topic"], dims=TRANSITION_DIMS)
         self.episodes: queue.Queue = queue.Queue()
         self.version = 0
         self.done = self.failed = False
         restored = restore_run(self.run)
-        self.intake = Intake(self.journal, self.assembler, self.run.meta["ingested_episodes"])
+        self.intake = Intake(self.journal, self.assembler, map(key_from_meta, self.run.meta["ingested_episodes"]))
         # Transient-local: a policy node restarted later still learns what is safe to delete from its outbox.
         acks_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                               durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -126,7 +141,8 @@ class LearnerNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
         for topic in (p["transitions_topic"], p["resend_topic"]):
-            self.create_subscription(Transition, topic, self._on_transition, keep_all, raw=True)
+            self.create_subscription(Transition, topic, lambda raw, info, t=topic: self._on_transition(t, raw, info),
+                                     keep_all, raw=True)
         self.create_timer(1.0, self._diagnostics)
         self.run.on_update = self._maybe_publish
         self.worker = threading.Thread(target=self._train, daemon=True)
@@ -148,19 +164,41 @@ class LearnerNode(Node):
 
     def _replay_journal(self) -> None:
         """After a restart: transitions received since the last checkpoint, from the journal."""
-        done = set(self.run.meta["ingested_episodes"])
+        done = set(map(key_from_meta, self.run.meta["ingested_episodes"]))
         replayed = 0
-        for eid in self.journal.episodes():
-            if eid in done:
-                self.journal.discard([eid])
+        for key in self.journal.episodes():
+            if key in done:
+                self.journal.discard([key])
                 continue
-            for record in self.journal.records(eid):
+            for record in self.journal.records(key):
                 self._assemble(deserialize_message(record, Transition), None)
                 replayed += 1
         self.get_logger().info(f"resumed: {replayed} journaled transitions replayed")
 
-    def _on_transition(self, raw: bytes) -> None:
-        self._assemble(deserialize_message(raw, Transition), raw)  # on disk before it counts as received
+    def _on_transition(self, topic: str, raw: bytes, info) -> None:
+        msg = deserialize_message(raw, Transition)
+        why = self.registry.admit(msg.robot, self._sender(topic, info), self._sender_alive)
+        if why is not None:
+            if self.registry.refused.get(msg.robot) != why:
+                self.registry.refused[msg.robot] = why
+                self.get_logger().error(why)
+            return
+        self._assemble(msg, raw)  # on disk before it counts as received
+
+    def _sender(self, topic: str, info) -> str | None:
+        """The node that published a message (its writer's gid looked up in the graph): a robot's live and resend
+        writers are one sender, and a restarted policy node is the same sender again."""
+        gid = info.get("publisher_gid")
+        if not gid:
+            return None
+        gid = bytes(gid["data"])
+        if gid not in self.writers:
+            self.writers.update({bytes(e.endpoint_gid): f"{e.node_namespace.rstrip('/')}/{e.node_name}"
+                                 for e in self.get_publishers_info_by_topic(self.resolve_topic_name(topic))})
+        return self.writers.get(gid)
+
+    def _sender_alive(self, node: str) -> bool:
+        return any(f"{ns.rstrip('/')}/{name}" == node for name, ns in self.get_node_names_and_namespaces())
 
     def _assemble(self, msg: Transition, raw: bytes | None) -> None:
         try:
@@ -171,7 +209,8 @@ class LearnerNode(Node):
         if msgs is not None:
             self.episodes.put(msgs)  # decoded into an Episode by the training thread
         if ack is not None:
-            self.pub_acks.publish(EpisodeAck(episode_id=ack[0], steps=ack[1]))
+            (robot, eid), steps = ack
+            self.pub_acks.publish(EpisodeAck(robot=robot, episode_id=eid, steps=steps))
 
     # --- training -------------------------------------------------------------------------------------------
     def _train(self) -> None:
@@ -192,13 +231,14 @@ class LearnerNode(Node):
                 except queue.Empty:
                     continue
                 learn_from_episode(tr, ep, self.featurizer.episode_features(ep))
-                tr.meta["ingested_episodes"].append(ep.episode_id)
-                pending_ckpt.append(ep.episode_id)
+                tr.meta["ingested_episodes"].append(key_to_meta(ep.key))
+                pending_ckpt.append(ep.key)
                 every = self.params["snapshot_every_steps"]
                 if every and tr.env_steps // every > (tr.env_steps - ep.length) // every:
                     self._snapshot()
                 self.get_logger().info(
-                    f"episode {ep.episode_id}: {'success' if ep.success else 'failure'} in {ep.length} steps, "
+                    f"episode {ep.robot + '/' if ep.robot else ''}{ep.episode_id}: "
+                    f"{'success' if ep.success else 'failure'} in {ep.length} steps, "
                     f"intervention {ep.intervened.mean():.2f}; online steps {tr.env_steps}/"
                     f"{self.cfg.online_env_steps}, updates {tr.updates}")
                 if len(pending_ckpt) >= self.params["checkpoint_every_episodes"]:
@@ -223,9 +263,9 @@ class LearnerNode(Node):
         if self.stopping.is_set():
             raise Stopped
 
-    def _checkpoint(self, episode_ids: list[int]) -> None:
+    def _checkpoint(self, keys: list) -> None:
         save_run(self.run)
-        self.journal.discard(episode_ids)
+        self.journal.discard(keys)
 
     def _snapshot(self) -> None:
         """The current policy as a weights file named by online steps, for `conrft report`."""

@@ -18,12 +18,14 @@ RESEND_BYTES_PER_S = 10_000_000  # a resend burst shares the link (and the write
 
 
 class OutboxLink:
-    def __init__(self, node, outbox: Outbox, on_resend=None):
+    def __init__(self, node, outbox: Outbox, robot: str = "", on_resend=None):
         self.node, self.outbox, self.on_resend = node, outbox, on_resend
         self.matched_at = float("-inf")  # outbox clock when a reader last matched the resend writer
         self.pub = node.create_publisher(Transition, RESEND_TOPIC, RESEND_QOS,
                                          event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
-        node.create_subscription(EpisodeAck, ACKS_TOPIC, lambda m: outbox.ack(m.episode_id, m.steps), ACKS_QOS)
+        # The learner acknowledges every robot's episodes on one topic: only this robot's concern its outbox.
+        node.create_subscription(EpisodeAck, ACKS_TOPIC,
+                                 lambda m: m.robot == robot and outbox.ack(m.episode_id, m.steps), ACKS_QOS)
         node.create_timer(1.0, self.resend, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _on_matched(self, info) -> None:

@@ -64,6 +64,7 @@ from std_msgs.msg import Bool, Float64
 from visualization_msgs.msg import Marker, MarkerArray
 
 from conrft_core.config import ConfigError
+from conrft_core.data.episode import check_robot_name
 from conrft_core.data.outbox import Outbox
 from conrft_core.data.transitions import image_to_array
 from conrft_core.learning.policy import load_policy, resolve_device
@@ -97,6 +98,9 @@ PARAMS = {
     "success_topic": "/sim/success",  # std_msgs/Bool; "" = success only from the human's outcome key
     "reset_service": "/sim/reset",
     "weights_topic": "/conrft/policy_weights",
+    # This robot's name in every transition (Transition.robot), unique among the robots feeding one learner; ""
+    # on a single robot. The learner's `robots` lists the names it takes in.
+    "robot_name": "",
     "frame_id": "base",
     "control_rate": 10.0,
     "max_episode_steps": 100,
@@ -138,6 +142,10 @@ class PolicyNode(Node):
         for key in ("instruction",) if p["teleop_only"] else ("vla_checkpoint", "instruction"):
             if not p[key]:
                 raise ConfigError(f"parameter '{key}' is required (set it in the policy node's parameter file)")
+        try:
+            check_robot_name(p["robot_name"], "parameter 'robot_name'")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if p["control_rate"] <= 0 or p["max_episode_steps"] < 1 or p["max_obs_age"] <= 0:
             raise ConfigError("control_rate and max_obs_age must be > 0 and max_episode_steps >= 1")
         if not 0 <= p["sync_tolerance"] < 1.0 / p["control_rate"]:
@@ -215,7 +223,7 @@ class PolicyNode(Node):
         self.pub_gripper = self.create_publisher(Float64, p["gripper_topic"], 10)
         self.pub_chunk = self.create_publisher(ActionChunk, "/conrft/action_chunk", 10)
         self.pub_transition = self.create_publisher(Transition, "/conrft/transitions", TRANSITIONS_QOS)
-        self.outbox_link = None if self.outbox is None else OutboxLink(self, self.outbox)
+        self.outbox_link = None if self.outbox is None else OutboxLink(self, self.outbox, p["robot_name"])
         self.pub_markers = self.create_publisher(MarkerArray, "/conrft/markers", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.reset_client = self.create_client(ResetEpisode, p["reset_service"])
@@ -254,10 +262,15 @@ class PolicyNode(Node):
         return outbox
 
     # --- inputs ---------------------------------------------------------------------------------------------
+    def _graph_name(self, param: str) -> str:
+        """A topic parameter as the graph knows it: graph queries take names as given, not remapped (a fleet's
+        robot in a namespace has its topics remapped under it)."""
+        return self.resolve_topic_name(self.params[param])
+
     def _list_target_rivals(self) -> None:
         """Re-read target_topic's publishers: a second driver appearing mid-episode stops the arm (hold)."""
         me = (self.get_namespace(), self.get_name())
-        rivals = sorted({e.node_name for e in self.get_publishers_info_by_topic(self.params["target_topic"])
+        rivals = sorted({e.node_name for e in self.get_publishers_info_by_topic(self._graph_name("target_topic"))
                          if (e.node_namespace, e.node_name) != me and e.node_name != self.params["reset_node"]})
         if rivals and rivals != self.target_rivals:  # logged once per set of nodes
             self._refuse(f"node(s) {', '.join(repr(n) for n in rivals)} also publish on "
@@ -271,7 +284,8 @@ class PolicyNode(Node):
 
     def _list_intervention_publishers(self) -> None:
         self.intervention_publishers = [(e.node_name, bytes(e.endpoint_gid))
-                                        for e in self.get_publishers_info_by_topic(self.params["intervention_topic"])]
+                                        for e in self.get_publishers_info_by_topic(
+                                            self._graph_name("intervention_topic"))]
 
     def _on_state(self, msg: RobotState) -> None:
         self.state = msg
@@ -391,9 +405,10 @@ class PolicyNode(Node):
                 self._step(obs)
 
     def _request_reset(self) -> None:
-        if self.count_subscribers(self.params["target_topic"]) == 0:
-            self._refuse(f"no controller subscribes to {self.params['target_topic']}: not moving the robot; start "
-                         f"the controller or remap target_topic")
+        target = self._graph_name("target_topic")
+        if self.count_subscribers(target) == 0:
+            self._refuse(f"no controller subscribes to {target}: not moving the robot; start the controller or "
+                         f"remap target_topic")
             return
         self._list_target_rivals()
         if self.target_rivals:
@@ -593,7 +608,8 @@ class PolicyNode(Node):
 
     def _publish_transition(self, obs: dict, success: bool, terminated: bool, truncated: bool) -> None:
         prev = self.prev
-        msg = Transition(episode_id=self.episode_id, step=self.t - 1, camera_names=self.cameras,
+        msg = Transition(robot=self.params["robot_name"], episode_id=self.episode_id, step=self.t - 1,
+                         camera_names=self.cameras,
                          images=[prev["obs"]["images"][c] for c in self.cameras],
                          proprio=prev["obs"]["proprio"].astype(np.float32).tolist(),
                          instruction=self.params["instruction"],

@@ -27,10 +27,12 @@ from geometry_msgs.msg import Twist
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription_content_filter_options import ContentFilterOptions
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64MultiArray
 
 from conrft_core.config import ConfigError
+from conrft_core.data.episode import check_robot_name
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.teleop import KEYBOARD_HELP, Keyboard, SpaceMouse, SpaceMouseConfig
 from conrft_interfaces.msg import Intervention, Transition
@@ -63,6 +65,9 @@ PARAMS = {
     "max_takeovers": 4,
     "expert_noise": "zero",
     "lockstep": False,  # answer each transition at once (stamped with it): see the policy node's human_lockstep
+    # The robot this scripted human watches: the policy node's robot_name. Robots of a fleet share the transitions
+    # topic (one learner takes them all in), so each scripted human judges its own robot's steps only.
+    "robot_name": "",
 }
 
 
@@ -72,6 +77,10 @@ class TeleopNode(Node):
         p = self.params = declare_all(self, PARAMS)
         if p["source"] not in SOURCES:
             raise ConfigError(f"parameter 'source' is '{p['source']}'; choose one of {', '.join(SOURCES)}")
+        try:
+            check_robot_name(p["robot_name"], "parameter 'robot_name'")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if p["rate"] < 50:
             raise ConfigError(f"parameter 'rate' must be >= 50 Hz (the policy node's heartbeat), got {p['rate']}")
         self.active, self.action, self.outcome, self.outcome_until = False, np.zeros(7), 0, 0.0
@@ -101,7 +110,7 @@ class TeleopNode(Node):
                              time.monotonic())
 
     def _check_spacenav(self) -> None:
-        if self.count_publishers(self.params["twist_topic"]) == 0:
+        if self.count_publishers(self.resolve_topic_name(self.params["twist_topic"])) == 0:  # remapped as well
             self.get_logger().warning(f"no SpaceMouse: nothing publishes {self.params['twist_topic']}; start spacenavd "
                                    f"and `ros2 run spacenav spacenav_node`", throttle_duration_sec=30.0)
 
@@ -137,12 +146,20 @@ class TeleopNode(Node):
         self.world, self.episode = None, None
         self.create_subscription(Float64MultiArray, "/sim/world_state", lambda m: setattr(self, "world", m.data), 10)
         keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
-        self.create_subscription(Transition, "/conrft/transitions", self._on_transition, keep_all)
+        # Filtered in DDS (a content-filtered topic) where the middleware can, so other robots' images never
+        # reach this process; _on_transition checks the name as well.
+        sub = self.create_subscription(Transition, "/conrft/transitions", self._on_transition, keep_all,
+                                       content_filter_options=ContentFilterOptions(
+                                           "robot = %0", [f"'{p['robot_name']}'"]))
+        if not sub.is_cft_enabled:
+            self.get_logger().info("transitions are filtered by robot name here (no content filter in this rmw)")
         self._poll = None
 
     def _on_transition(self, msg: Transition) -> None:
         """Step t was executed: judge the policy's action of that step (zeros when the human drove it) on the
         mirrored world, now at s_{t+1}; a takeover's commands execute from step t+2 on."""
+        if msg.robot != self.params["robot_name"]:
+            return
         if msg.episode_id != self.episode:
             self.episode = msg.episode_id
             self.human.reset()

@@ -20,7 +20,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from conrft_core.data.episode import Episode
-from conrft_core.data.transitions import TransitionError, episode_from_transitions
+from conrft_core.data.transitions import TransitionError, episode_from_transitions, transition_key
 
 TRANSITIONS_TOPIC = "/conrft/transitions"
 TRANSITION_TYPE = "conrft_interfaces/msg/Transition"
@@ -131,6 +131,7 @@ class EpisodeBagWriter:
             header = self._header(stamps[t], frame_id)
             msg = T[TRANSITION_TYPE](
                 header=header,
+                robot=ep.robot,
                 episode_id=ep.episode_id,
                 step=t,
                 camera_names=cams,
@@ -190,7 +191,7 @@ def read_episodes(path: str | Path, topic: str = TRANSITIONS_TOPIC,
                 raise BagError(f"topic {topic} in {path} has type {conns[0].msgtype}, expected {TRANSITION_TYPE}")
             for conn, _, raw in reader.messages(connections=conns):
                 msg = reader.deserialize(raw, conn.msgtype)
-                steps[msg.episode_id].append(msg)
+                steps[transition_key(msg)].append(msg)  # a fleet's recording: robots number alike
     except BagError:
         raise
     except Exception as exc:  # rosbags raises several types for unreadable storage

@@ -6,10 +6,35 @@ without copying frames. This is the unit that demonstration bags, live transitio
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+# (robot, episode id): an episode's identity across the robots of a fleet; robot "" is a single robot's.
+EpisodeKey = tuple[str, int]
+ROBOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a ROS name token: also a folder name in the learner's journal
+
+
+def check_robot_name(name: str, where: str) -> str:
+    """`name` if it is "" (a single robot) or a ROS name token; else ValueError naming `where`."""
+    if name and not ROBOT_NAME.fullmatch(name):
+        raise ValueError(f"{where}: robot name {name!r} is not a ROS name token (letters, digits and '_', starting "
+                         f"with a letter), e.g. robot_1")
+    return name
+
+
+def key_to_meta(key: EpisodeKey) -> int | str:
+    """A key as checkpoints list it: the bare id for robot "" (as before fleets), "robot/id" otherwise."""
+    return key[1] if not key[0] else f"{key[0]}/{key[1]}"
+
+
+def key_from_meta(value: int | str) -> EpisodeKey:
+    if isinstance(value, int):
+        return "", value
+    robot, _, eid = value.rpartition("/")
+    return robot, int(eid)
 
 
 def first_episode_id() -> int:
@@ -37,6 +62,7 @@ class Episode:
     stamps: np.ndarray | None = None  # (T,) float64 seconds, time of each step's observation
     success: bool = False  # the task was achieved at the last step
     held: np.ndarray | None = None  # (T,) bool, the node held the arm for safety (None: never)
+    robot: str = ""  # the robot that produced it ("" on a single robot, in demonstrations and in-process)
 
     def __post_init__(self) -> None:
         t = len(self.actions)
@@ -63,6 +89,10 @@ class Episode:
     def demonstrated(self) -> np.ndarray:
         """(T,) bool: the steps whose action the human chose (intervened, not held for safety)."""
         return self.intervened if self.held is None else self.intervened & ~self.held
+
+    @property
+    def key(self) -> EpisodeKey:
+        return self.robot, self.episode_id
 
     @property
     def length(self) -> int:

@@ -4,6 +4,8 @@ One append-only file per episode under `folder`: records of (4-byte little-endia
 flushed one by one, so a learner killed at any moment loses nothing it had received (a record cut by the kill
 is dropped on replay, it was never complete). After a checkpoint that holds an episode, its file is
 discarded. The records are opaque bytes (the learner node stores serialized ROS messages, CDR).
+
+A learner fed by several robots keeps one journal per robot (`RobotJournals`): a robot's episode ids are its own.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import os
 import struct
 import threading
 from pathlib import Path
+
+from conrft_core.data.episode import EpisodeKey, check_robot_name
 
 _LEN = struct.Struct("<I")
 RECORD_HEADER = _LEN.size  # bytes a record takes on disk beyond its own
@@ -75,3 +79,39 @@ class TransitionJournal:
             for f in self._files.values():
                 f.close()
             self._files.clear()
+
+
+class RobotJournals:
+    """The journals of the robots feeding one learner: robot ""'s (a single robot) in `folder` itself, the
+    layout of a single-robot session, robot R's in `folder/R`. Keys are (robot, episode id)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._journals: dict[str, TransitionJournal] = {"": TransitionJournal(self.folder)}
+        for sub in sorted(p for p in self.folder.iterdir() if p.is_dir()):
+            self.journal(sub.name)
+
+    def journal(self, robot: str) -> TransitionJournal:
+        if robot not in self._journals:
+            self._journals[robot] = TransitionJournal(self.folder / check_robot_name(robot, "journal"))
+        return self._journals[robot]
+
+    def append(self, key: EpisodeKey, record: bytes) -> None:
+        self.journal(key[0]).append(key[1], record)
+
+    def sync(self, key: EpisodeKey) -> None:
+        self.journal(key[0]).sync(key[1])
+
+    def episodes(self) -> list[EpisodeKey]:
+        return [(robot, eid) for robot, j in sorted(self._journals.items()) for eid in j.episodes()]
+
+    def records(self, key: EpisodeKey) -> list[bytes]:
+        return self.journal(key[0]).records(key[1])
+
+    def discard(self, keys) -> None:
+        for robot, eid in keys:
+            self.journal(robot).discard([eid])
+
+    def close(self) -> None:
+        for j in self._journals.values():
+            j.close()

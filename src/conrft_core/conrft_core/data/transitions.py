@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from conrft_core.data.episode import Episode
+from conrft_core.data.episode import Episode, EpisodeKey
 
 
 class TransitionError(ValueError):
     """A transition cannot belong to a usable episode; the message names the episode, step and field."""
+
+
+def transition_key(msg) -> EpisodeKey:
+    """(robot, episode id) of a message; bags recorded before the robot field: robot ""."""
+    return getattr(msg, "robot", ""), int(msg.episode_id)
+
+
+def _where(msg) -> str:
+    robot = getattr(msg, "robot", "")
+    return f"{'robot ' + robot + ' ' if robot else ''}episode {msg.episode_id} step {msg.step}"
 
 
 def image_to_array(img) -> np.ndarray:
@@ -29,7 +39,7 @@ def image_to_array(img) -> np.ndarray:
 def check_transition(msg, source: str = "transition", dims: tuple[int, int] | None = None) -> None:
     """One message: its images match its camera names, its action is finite and non-empty and, when `dims` =
     (action size, proprio size) is given, of those sizes. Raises TransitionError naming the field."""
-    where = f"{source}: episode {msg.episode_id} step {msg.step}"
+    where = f"{source}: {_where(msg)}"
     if dims is not None and len(msg.action) != dims[0]:
         raise TransitionError(f"{where} has a {len(msg.action)}-D action; this robot's actions are {dims[0]}-D "
                               f"(translation, rotation, gripper)")
@@ -56,7 +66,7 @@ def episode_from_transitions(msgs: list, source: str = "transitions",
     for m in msgs:
         check_transition(m, source, dims)
     if len(last.final_proprio) != dims[1]:
-        raise TransitionError(f"{source}: episode {last.episode_id} step {last.step} has {len(last.final_proprio)} "
+        raise TransitionError(f"{source}: {_where(last)} has {len(last.final_proprio)} "
                               f"final proprio values, expected {dims[1]}")
     held = np.array([getattr(m, "held", False) for m in msgs], bool)  # bags recorded before the field: False
     cams = list(last.camera_names)
@@ -80,11 +90,13 @@ def episode_from_transitions(msgs: list, source: str = "transitions",
         policy_versions=np.array([m.policy_version for m in msgs], np.uint64),
         stamps=np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]),
         success=bool(last.success),
+        robot=transition_key(last)[0],
     )
 
 
 class EpisodeAssembler:
-    """Collects a live stream of transitions per episode and hands out each episode once it is complete.
+    """Collects a live stream of transitions per episode (robot, episode id) and hands out each episode once it is
+    complete.
 
     A step that arrives twice (e.g. replayed from the learner's journal and received live) counts once.
     `collect` is the cheap part (bookkeeping only) for a subscription callback that must keep up with the
@@ -93,26 +105,26 @@ class EpisodeAssembler:
 
     def __init__(self, source: str = "/conrft/transitions", dims: tuple[int, int] | None = None):
         self.source, self.dims = source, dims
-        self._steps: dict[int, dict[int, object]] = {}
-        self._last: dict[int, int] = {}  # episode -> step index of its terminal transition, once seen
+        self._steps: dict[EpisodeKey, dict[int, object]] = {}
+        self._last: dict[EpisodeKey, int] = {}  # episode -> step index of its terminal transition, once seen
 
     def collect(self, msg) -> list | None:
         """Add one transition; returns every transition of the episode it completes (by step), if any.
         Raises TransitionError on bad data."""
         check_transition(msg, self.source, self.dims)
-        eid, step = int(msg.episode_id), int(msg.step)
-        steps = self._steps.setdefault(eid, {})
+        key, step = transition_key(msg), int(msg.step)
+        steps = self._steps.setdefault(key, {})
         steps[step] = msg
         if msg.terminated or msg.truncated:
-            self._last[eid] = step
-        if eid not in self._last or len(steps) != self._last[eid] + 1 or max(steps) != self._last[eid]:
+            self._last[key] = step
+        if key not in self._last or len(steps) != self._last[key] + 1 or max(steps) != self._last[key]:
             return None
-        del self._steps[eid], self._last[eid]
+        del self._steps[key], self._last[key]
         return [steps[t] for t in range(len(steps))]
 
-    def holds(self, episode_id: int, step: int) -> bool:
+    def holds(self, key: EpisodeKey, step: int) -> bool:
         """The step of a still incomplete episode is collected already."""
-        return step in self._steps.get(episode_id, ())
+        return step in self._steps.get(key, ())
 
     def add(self, msg) -> Episode | None:
         """`collect`, then the complete episode as an Episode."""
