@@ -43,6 +43,7 @@ bench: setup
 	  python -m conrft_bringup.graph_bench --out results/graph_bench.json && \
 	  $(PRETRAIN_DEMO) && \
 	  python -m conrft_bringup.parity_bench --vla $(DEMO_OUT)/vla.safetensors --out results/ros_vs_inprocess.json && \
+	  python -m conrft_bringup.fleet_bench --vla $(DEMO_OUT)/vla.safetensors --out results/fleet_bench.json && \
 	  conrft bench $(BENCH_ARGS)
 
 clean:
