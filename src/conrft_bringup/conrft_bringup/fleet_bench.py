@@ -1,12 +1,12 @@
 """Several robots, one learner: robot time until a learner snapshot reaches the target success, for 1, 2, 4 robots.
 
 Each run is `conrft session config/sim_fleet.yaml robots:=N` with the same VLA, demonstration bag, training config
-(`--train-config`, default `config/train_session.yaml`: test seeds) and scripted human; every robot's sim runs `--slowdown N` times slower
-than real time when asked (2 cores cannot render several robots at real time), so robot time is what is compared:
-a snapshot taken after S online steps (all robots together) stands for S / N control steps of each robot, i.e.
-S / N x 0.1 s. Every snapshot is evaluated in simulation on the test evaluation seeds with no human (`conrft
-report`'s evaluation). Target: 4 robots reach it in <= 1/3 of one robot's robot time. Each finished run is written
-to `--out` at once and a rerun skips it.
+(`--train-config`, default `config/train_session.yaml`: test seeds) and scripted human. Every robot's sim runs N
+times slower than real time (`--no-slowdown`: real time), as 2 cores cannot render several robots at real time,
+so robot time is what is compared: a snapshot taken after S online steps (all robots together) stands for S / N
+control steps of each robot, S / N x 0.1 s. Every snapshot is evaluated in simulation on the evaluation seeds
+with no human (`conrft report`'s evaluation). Target: 4 robots reach it in <= 1/3 of one robot's robot time. Each
+finished run is written to `--out` at once and a rerun skips it.
 
     python -m conrft_bringup.fleet_bench --vla out/demo/vla.safetensors --out results/fleet_bench.json
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from conrft_bringup.graph_bench import CONFIG
-from conrft_core.checkpoint import load_checkpoint
+from conrft_bringup.session_runs import BenchError, image_size, load_runs, run_session
 from conrft_core.config import load_yaml
 from conrft_sim.experiment import evaluate_session
 
@@ -29,21 +29,14 @@ CONTROL_DT = 0.1  # s per control step (policy_sim.yaml's 10 Hz)
 
 
 def run_fleet(robots: int, args, bag: Path, tmp: Path) -> dict:
-    run_dir, log = tmp / "run", tmp / "session.log"
-    size = str(load_checkpoint(args.vla)[1]["pretrain"]["backbone"]["image_size"])
+    run_dir = tmp / "run"
     rtf = 1.0 / robots if args.slowdown else 1.0
     start = time.monotonic()
-    with open(log, "w") as out:
-        code = subprocess.run(["conrft", "session", str(CONFIG / "sim_fleet.yaml"), f"robots:={robots}",
-                               f"vla_checkpoint:={args.vla}", f"demo_bag:={bag}", f"run_dir:={run_dir}",
-                               f"train_config:={args.train_config}", f"online_env_steps:={args.steps}",
-                               f"image_size:={size}",
-                               f"real_time_factor:={rtf}", f"snapshot_every_steps:={args.snapshot_every}"],
-                              stdout=out, stderr=subprocess.STDOUT).returncode
+    run_session([str(CONFIG / "sim_fleet.yaml"), f"robots:={robots}", f"vla_checkpoint:={args.vla}",
+                 f"demo_bag:={bag}", f"run_dir:={run_dir}", f"train_config:={args.train_config}",
+                 f"online_env_steps:={args.steps}", f"image_size:={image_size(args.vla)}", f"real_time_factor:={rtf}",
+                 f"snapshot_every_steps:={args.snapshot_every}"], tmp / "session.log")
     wall = time.monotonic() - start
-    if code != 0:
-        tail = "\n".join(log.read_text().splitlines()[-40:])
-        raise RuntimeError(f"the {robots}-robot session exited {code}; the end of its log:\n{tail}")
     report = evaluate_session(run_dir, args.episodes, progress=False)
     curve = [{**p, "robot_time_s": p["env_steps"] / robots * CONTROL_DT} for p in report["curve"]]
     reached = next((p for p in curve if p["success_rate"] >= args.target), None)
@@ -85,10 +78,6 @@ def main() -> int:
                         help="run every sim at real time whatever the number of robots")
     parser.add_argument("--out", type=Path, default=Path("results/fleet_bench.json"))
     args = parser.parse_args()
-    if not args.vla.exists():
-        print(f"fleet_bench: error: --vla {args.vla} does not exist; `make demo` (or `conrft pretrain`) writes it",
-              file=sys.stderr)
-        return 2
     if any(n < 1 for n in args.robots):
         print("fleet_bench: error: --robots must be >= 1", file=sys.stderr)
         return 2
@@ -96,28 +85,22 @@ def main() -> int:
     settings = {"steps": args.steps, "snapshot_every": args.snapshot_every, "episodes": args.episodes,
                 "target": args.target, "slowdown": args.slowdown,
                 "train_config": load_yaml(args.train_config)["train"]}
-    done = json.loads(args.out.read_text()) if args.out.exists() else {"settings": settings, "runs": []}
-    if done.get("settings") != settings:
-        print(f"fleet_bench: error: {args.out} holds runs of other settings; give another --out or delete it",
-              file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="conrft-fleet-") as tmp:
-        bag = Path(tmp) / "demos"
-        size = str(load_checkpoint(args.vla)[1]["pretrain"]["backbone"]["image_size"])
-        subprocess.run(["conrft", "sim-demos", "--task", "pick_cube", "--episodes", "20", "--image-width", size,
-                        "--image-height", size, "--out", str(bag), "--quiet"], check=True)
-        for robots in args.robots:
-            if any(r["robots"] == robots for r in done["runs"]):
-                continue
-            print(f"{robots} robot(s): {args.steps} online steps ...", flush=True)
-            with tempfile.TemporaryDirectory(prefix=f"conrft-fleet-{robots}-") as run_tmp:
-                try:
+    try:
+        done = load_runs(args.out, settings, args.vla)
+        todo = [n for n in args.robots if not any(r["robots"] == n for r in done["runs"])]
+        with tempfile.TemporaryDirectory(prefix="conrft-fleet-") as tmp:
+            bag, size = Path(tmp) / "demos", image_size(args.vla)
+            if todo:
+                subprocess.run(["conrft", "sim-demos", "--task", "pick_cube", "--episodes", "20", "--image-width",
+                                size, "--image-height", size, "--out", str(bag), "--quiet"], check=True)
+            for robots in todo:
+                print(f"{robots} robot(s): {args.steps} online steps ...", flush=True)
+                with tempfile.TemporaryDirectory(prefix=f"conrft-fleet-{robots}-") as run_tmp:
                     done["runs"].append(run_fleet(robots, args, bag, Path(run_tmp)))
-                except RuntimeError as exc:
-                    print(f"fleet_bench: error: {exc}", file=sys.stderr)
-                    return 1
-            args.out.write_text(json.dumps(done, indent=2))
+                args.out.write_text(json.dumps(done, indent=2))
+    except BenchError as exc:
+        print(f"fleet_bench: error: {exc}", file=sys.stderr)
+        return exc.status
     md = table(done)
     args.out.with_suffix(".md").write_text(md)
     print(md)

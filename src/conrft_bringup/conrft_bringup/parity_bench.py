@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from conrft_bringup.graph_bench import CONFIG
-from conrft_core.checkpoint import load_checkpoint
+from conrft_bringup.session_runs import BenchError, image_size, load_runs, run_session
 from conrft_core.config import from_dict, load_yaml
 from conrft_sim.experiment import ExperimentConfig, evaluate_session, run_experiment
 
@@ -39,22 +39,17 @@ def experiment(vla: Path, train_config: Path, steps: int, episodes: int, seed: i
 
 
 def run_ros(cfg: ExperimentConfig, vla: Path, train_config: Path, tmp: Path, episodes: int) -> dict:
-    bag, run_dir, log = tmp / "demos", tmp / "ros", tmp / "session.log"
+    bag, run_dir = tmp / "demos", tmp / "ros"
     seeded = tmp / "train.yaml"  # the learner's config with this run's seed and split
     seeded.write_text(yaml.safe_dump({"train": {**load_yaml(train_config)["train"], "seed": cfg.train.seed,
                                                 "split": cfg.train.split}}))
-    size = str(load_checkpoint(vla)[1]["pretrain"]["backbone"]["image_size"])
+    size = image_size(vla)
     subprocess.run(["conrft", "sim-demos", "--task", TASK, "--episodes", str(cfg.demos.episodes), "--noise",
                     cfg.demos.noise, "--seed", str(cfg.demos.seed), "--image-width", size, "--image-height", size,
                     "--out", str(bag), "--quiet"], check=True)
-    with open(log, "w") as out:
-        code = subprocess.run(["conrft", "session", str(CONFIG / "sim_pick_cube.yaml"), f"vla_checkpoint:={vla}",
-                               f"demo_bag:={bag}", f"run_dir:={run_dir}", f"train_config:={seeded}",
-                               f"online_env_steps:={cfg.train.online_env_steps}", f"image_size:={size}"],
-                              stdout=out, stderr=subprocess.STDOUT).returncode
-    if code != 0:  # the temporary folder goes with the exception: show the log's end now
-        tail = "\n".join(log.read_text().splitlines()[-40:])
-        raise RuntimeError(f"the session exited {code}; the end of its log:\n{tail}")
+    run_session([str(CONFIG / "sim_pick_cube.yaml"), f"vla_checkpoint:={vla}", f"demo_bag:={bag}",
+                 f"run_dir:={run_dir}", f"train_config:={seeded}", f"online_env_steps:={cfg.train.online_env_steps}",
+                 f"image_size:={size}"], tmp / "session.log")
     return evaluate_session(run_dir, episodes, progress=False)
 
 
@@ -95,19 +90,14 @@ def main() -> int:
                         help="training seeds (validation split), one run per side each")
     parser.add_argument("--out", type=Path, default=Path("results/ros_vs_inprocess.json"))
     args = parser.parse_args()
-    if not args.vla.exists():
-        print(f"parity_bench: error: --vla {args.vla} does not exist; `make demo` (or `conrft pretrain`) writes it",
-              file=sys.stderr)
-        return 2
     # The VLA is not part of the settings: `make demo` pretrains the same one (tensor for tensor) on every machine.
     settings = {"task": TASK, "online_env_steps": args.steps, "eval_episodes": args.episodes,
                 "train_config": load_yaml(args.train_config)["train"]}
-    done = json.loads(args.out.read_text()) if args.out.exists() else {"settings": settings, "runs": []}
-    if done.get("settings") != settings:
-        print(f"parity_bench: error: {args.out} holds runs of other settings; give another --out or delete it",
-              file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = load_runs(args.out, settings, args.vla)
+    except BenchError as exc:
+        print(f"parity_bench: error: {exc}", file=sys.stderr)
+        return exc.status
     for seed in args.seeds:
         cfg = experiment(args.vla.resolve(), args.train_config.resolve(), args.steps, args.episodes, seed)
         for side in ("ROS graph", "in-process"):
@@ -118,9 +108,9 @@ def main() -> int:
                 try:
                     result = run_ros(cfg, args.vla.resolve(), args.train_config.resolve(), Path(tmp),
                                      args.episodes) if side == "ROS graph" else run_inprocess(cfg, Path(tmp))
-                except RuntimeError as exc:
+                except BenchError as exc:
                     print(f"parity_bench: error: {exc}", file=sys.stderr)
-                    return 1
+                    return exc.status
             done["runs"].append({"side": side, "seed": seed, **result})
             done["summary"] = gap_summary(done["runs"])
             args.out.write_text(json.dumps(done, indent=2))

@@ -2,10 +2,15 @@
 training config sized for seconds (learning quality is the benchmark's business, not these tests')."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
 
 IMAGE_SIZE = 32
 INSTRUCTION = "pick up the red cube"
@@ -42,3 +47,30 @@ def graph_assets(tmp_path_factory):
 @pytest.fixture
 def make_graph_assets():
     return make_assets
+
+
+def _run_session(path, args: dict, timeout: float) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "conrft_bringup.cli", "session", str(path), *(f"{k}:={v}" for k, v in args.items())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def _session_variant(source: Path, out: Path, change) -> Path:
+    """The session file `source` with `change(cfg)` applied, written to `out`, its parameter files still found."""
+    cfg = yaml.safe_load(source.read_text())
+    for node in cfg["nodes"].values():
+        node["params"] = [str(source.parent / p) for p in node.get("params", [])]
+    change(cfg)
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+@pytest.fixture
+def run_session():
+    """run_session(session file, {argument: value}, timeout): `conrft session` to its end, output captured."""
+    return _run_session
+
+
+@pytest.fixture
+def session_variant():
+    return _session_variant

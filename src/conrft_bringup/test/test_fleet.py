@@ -1,8 +1,5 @@
 """Several robots feeding one learner (`conrft session config/sim_fleet.yaml robots:=N`): the session's fleet
 expansion, a two-robot session over DDS, and the learner refusing robots it must not learn from."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,23 +12,6 @@ from conrft_core.data.outbox import Outbox
 ROOT = Path(__file__).resolve().parents[3]
 FLEET = ROOT / "config" / "sim_fleet.yaml"
 SHARED = ["/conrft/transitions", "/conrft/transitions_resent", "/conrft/episode_acks", "/conrft/policy_weights"]
-
-
-def run_session(path, args: dict, timeout: float) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "conrft_bringup.cli", "session", str(path), *(f"{k}:={v}" for k, v in args.items())]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-
-
-def fleet_variant(tmp_path, change) -> Path:
-    """The shipped fleet session with `change(cfg)` applied, its parameter files still found."""
-    cfg = yaml.safe_load(FLEET.read_text())
-    for node in cfg["nodes"].values():
-        node["params"] = [str(FLEET.parent / p) for p in node["params"]]
-    change(cfg)
-    path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def test_fleet_session_gives_each_robot_its_namespace_clock_and_name():
@@ -61,12 +41,12 @@ def test_fleet_session_gives_each_robot_its_namespace_clock_and_name():
     (lambda c: c["fleet"].update(remap=["clock"]), "fleet.remap entries must be absolute names"),
     (lambda c: c["fleet"].update(name="robot-{k}"), "robot name 'robot-1' is not a ROS name token"),
 ])
-def test_fleet_session_refuses_bad_fleets(tmp_path, change, message):
+def test_fleet_session_refuses_bad_fleets(tmp_path, session_variant, change, message):
     from conrft_bringup.session import load_session
     from conrft_core.config import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        load_session(fleet_variant(tmp_path, change), {})
+        load_session(session_variant(FLEET, tmp_path / "fleet.yaml", change), {})
 
 
 def test_launch_file_moves_the_session_s_names(tmp_path):
@@ -75,7 +55,7 @@ def test_launch_file_moves_the_session_s_names(tmp_path):
     assert '"sim_fleet.yaml"' in text and 'fleet["remap"]' in text
 
 
-def test_two_robots_feed_one_learner(tmp_path, graph_assets):
+def test_two_robots_feed_one_learner(tmp_path, graph_assets, run_session):
     run_dir = tmp_path / "run"
     res = run_session(FLEET, {**graph_assets, "run_dir": run_dir, "robots": 2, "max_episode_steps": 30,
                               "online_env_steps": 150}, timeout=420)
@@ -98,34 +78,31 @@ def test_two_robots_feed_one_learner(tmp_path, graph_assets):
     assert "not one of this learner's robots" not in out and "two senders" not in out
 
 
-def test_learner_refuses_unknown_and_doubled_robot_names(tmp_path, graph_assets):
-    """Robot 1 is named as the learner expects; robot 2 is configured with robot 1's name as well; the learner
-    takes in one sender as robot_1 and refuses the other's transitions, which stay in that robot's outbox."""
+def test_learner_refuses_unknown_and_doubled_robot_names(tmp_path, graph_assets, run_session, session_variant):
+    """Robot 2 configured with robot 1's name: the learner takes in one sender as robot_1 and refuses the other's
+    transitions, which stay in that robot's outbox. Then a robot the learner does not list: nothing taken in."""
+    def refused(name: str, robots: int, change) -> tuple[str, Path]:
+        def variant(cfg):
+            change(cfg)
+            cfg["fleet"]["robots_parameter"] = ""
+            cfg["session"]["timeout"] = 45
+        run_dir = tmp_path / name
+        res = run_session(session_variant(FLEET, tmp_path / f"{name}.yaml", variant),
+                          {**graph_assets, "run_dir": run_dir, "robots": robots, "max_episode_steps": 20}, timeout=300)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        return res.stdout + res.stderr, run_dir
+
     def doubled(cfg):
-        cfg["fleet"]["parameters"]["policy"]["robot_name"] = "robot_1"
-        cfg["fleet"]["parameters"]["teleop"]["robot_name"] = "robot_1"
-        cfg["fleet"]["robots_parameter"] = ""
+        cfg["fleet"]["parameters"]["policy"]["robot_name"] = cfg["fleet"]["parameters"]["teleop"]["robot_name"] = \
+            "robot_1"
         cfg["nodes"]["learner"]["parameters"]["robots"] = ["robot_1"]
-        cfg["session"]["timeout"] = 60
-    run_dir = tmp_path / "run"
-    res = run_session(fleet_variant(tmp_path, doubled), {**graph_assets, "run_dir": run_dir, "robots": 2,
-                                                         "max_episode_steps": 20}, timeout=300)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-4000:]
+    out, run_dir = refused("doubled", 2, doubled)
     assert "two senders publish as robot robot_1: /robot_1/policy and /robot_2/policy" in out \
         or "two senders publish as robot robot_1: /robot_2/policy and /robot_1/policy" in out, out[-4000:]
     kept = [Outbox(run_dir / "outbox" / r / "policy", 10**9, 10.0).steps for r in ("robot_1", "robot_2")]
     assert any(kept), kept  # the refused sender's episodes were never acknowledged: nothing of them is lost
 
-    def unknown(cfg):
-        cfg["fleet"]["robots_parameter"] = ""
-        cfg["nodes"]["learner"]["parameters"]["robots"] = ["robot_7"]
-        cfg["session"]["timeout"] = 45
-    run_dir = tmp_path / "run_unknown"
-    res = run_session(fleet_variant(tmp_path, unknown), {**graph_assets, "run_dir": run_dir, "robots": 1,
-                                                         "max_episode_steps": 20}, timeout=300)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-4000:]
+    out, run_dir = refused("unknown", 1, lambda cfg: cfg["nodes"]["learner"]["parameters"].update(robots=["robot_7"]))
     assert "robot robot_1 is not one of this learner's robots (robot_7)" in out, out[-4000:]
     assert not list((run_dir / "journal").rglob("episode_*.bin"))  # nothing of it taken in
     assert Outbox(run_dir / "outbox" / "robot_1" / "policy", 10**9, 10.0).steps  # all of it still on the robot

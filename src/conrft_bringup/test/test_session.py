@@ -1,6 +1,5 @@
 """`conrft session`: the whole simulated training graph as separate processes over DDS (sim, policy node,
 scripted teleop, learner, demo recorder), and the session's handling of bad input and crashing nodes."""
-import os
 import signal
 import subprocess
 import sys
@@ -17,27 +16,17 @@ ROOT = Path(__file__).resolve().parents[3]
 SESSION = ROOT / "config" / "sim_pick_cube.yaml"
 
 
-def run_session(path, args: dict, timeout: float) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "conrft_bringup.cli", "session", str(path), *(f"{k}:={v}" for k, v in args.items())]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-
-
-def with_recorder(tmp_path, bag) -> Path:
+def with_recorder(tmp_path, bag, session_variant) -> Path:
     """The shipped session plus a demo recorder keeping every episode."""
-    cfg = yaml.safe_load(SESSION.read_text())
-    for node in cfg["nodes"].values():
-        node["params"] = [str(SESSION.parent / p) for p in node["params"]]
-    cfg["nodes"]["recorder"] = {"package": "conrft_bringup", "executable": "demo_recorder",
-                                "parameters": {"output": str(bag), "keep": "all"}}
-    path = tmp_path / "session.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    def add(cfg):
+        cfg["nodes"]["recorder"] = {"package": "conrft_bringup", "executable": "demo_recorder",
+                                    "parameters": {"output": str(bag), "keep": "all"}}
+    return session_variant(SESSION, tmp_path / "session.yaml", add)
 
 
-def test_training_session_over_dds(tmp_path, graph_assets):
+def test_training_session_over_dds(tmp_path, graph_assets, run_session, session_variant):
     run_dir, bag = tmp_path / "run", tmp_path / "recorded"
-    res = run_session(with_recorder(tmp_path, bag),
+    res = run_session(with_recorder(tmp_path, bag, session_variant),
                       {**graph_assets, "run_dir": run_dir, "max_episode_steps": 30}, timeout=240)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
@@ -60,7 +49,7 @@ def test_training_session_over_dds(tmp_path, graph_assets):
     assert all(episodes[i].length <= 30 for i in ingested)
 
 
-def test_session_stops_everything_when_a_node_crashes(tmp_path, graph_assets):
+def test_session_stops_everything_when_a_node_crashes(tmp_path, graph_assets, run_session):
     res = run_session(SESSION, {**graph_assets, "demo_bag": tmp_path / "no_such_bag", "run_dir": tmp_path / "r"},
                       timeout=120)
     out = res.stdout + res.stderr
@@ -72,7 +61,7 @@ def test_session_stops_everything_when_a_node_crashes(tmp_path, graph_assets):
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
 
 
-def test_session_rejects_unknown_argument():
+def test_session_rejects_unknown_argument(run_session):
     res = run_session(SESSION, {"vla_chekpoint": "x"}, timeout=60)
     assert res.returncode == 2
     assert "unknown session argument 'vla_chekpoint'" in res.stderr

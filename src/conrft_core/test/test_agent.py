@@ -209,3 +209,21 @@ def test_actor_ema_acts_with_a_polyak_average_of_the_actor():
         torch.testing.assert_close(v, 0.75 * before[k] + 0.25 * agent.actor.state_dict()[k])
     with pytest.raises(ValueError, match="actor_ema"):
         AgentConfig(actor_ema=1.5)
+
+
+def test_q_gripper_false_keeps_the_q_term_off_the_gripper_command():
+    """Only the imitation terms reach the gripper command: with beta = 0 its output gets no gradient at all,
+    while the arm's dimensions still do; with q_gripper the gripper gets the Q term's gradient as well."""
+    batch = toy_batch(16, torch.Generator().manual_seed(6))
+    grads = {}
+    for q_gripper in (True, False):
+        torch.manual_seed(0)
+        cfg = AgentConfig(consistency=ConsistencyConfig(hidden_dim=16), critic=CriticConfig(hidden_dim=16),
+                          online=StageWeights(beta=0.0, eta=1.0), q_gripper=q_gripper)
+        agent = ConRFTAgent(state_dim=2, cfg=cfg)
+        loss, _ = agent.actor_loss(batch, offline=False)
+        loss.backward()
+        w = agent.actor.net[-1].weight.grad  # the output layer: one row per (step, dimension) of the chunk
+        grads[q_gripper] = w.view(1, 7, -1).abs().sum(-1)[0]
+    assert grads[True][6] > 0 and grads[False][6] == 0
+    torch.testing.assert_close(grads[False][:6], grads[True][:6])

@@ -76,6 +76,9 @@ class AgentConfig:
     # > 0: the policy acts (rollouts, evaluation, the broadcast weights) with a Polyak average of the actor at
     # this rate per actor update, as consistency models sample from an EMA copy; 0: the trained actor (released).
     actor_ema: float = 0.005
+    # False: the actor's Q term does not reach the gripper command (the last action dimension), which is learned by
+    # imitation alone; True: it does (both ConRFT readings). HIL-SERL gives the gripper a critic of its own.
+    q_gripper: bool = True
     bc_mask_padding: bool = True  # BC ignores chunk steps past the episode end (Q-chunking)
     fresh_online_optimizers: bool = True  # new Adam state at the offline -> online switch (released code)
     actor_lr: float = 3e-4
@@ -213,7 +216,8 @@ class ConRFTAgent(nn.Module):
         pi = self.actor.sample(s)
         if self.cfg.action_anchor > 0:
             bc = bc + self.cfg.action_anchor * self.actor.anchor_loss(pi if rows is None else pi[rows], actions, mask)
-        q_pi = self.critic(c, pi).mean(0)
+        pi_q = pi if self.cfg.q_gripper else torch.cat([pi[..., :-1], pi[..., -1:].detach()], dim=-1)
+        q_pi = self.critic(c, pi_q).mean(0)
         q_term = q_pi.mean()
         if self.cfg.q_normalize:
             q_term = q_term / q_pi.abs().mean().detach().clamp_min(1e-6)
