@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--vla", type=Path, default=Path("out/demo/vla.safetensors"))
     parser.add_argument("--train-config", type=Path, default=CONFIG / "train_session.yaml")
     parser.add_argument("--robots", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--steps", type=int, default=3000, help="online steps of each run, all robots together")
+    parser.add_argument("--steps", type=int, default=2000, help="online steps of each run, all robots together")
     parser.add_argument("--snapshot-every", type=int, default=250, help="online steps between learner snapshots")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes of each snapshot")
     parser.add_argument("--target", type=float, default=0.9, help="success a snapshot must reach")
