@@ -161,10 +161,7 @@ def _expand_fleet(fleet: FleetSpec, nodes: dict[str, NodeSpec], args: dict) -> d
         raise ConfigError(f"fleet.remap entries must be absolute names (/clock), got {bad[0]!r}")
     names = [fleet.name.format(k=k) for k in range(1, count + 1)]
     for n in names:
-        try:
-            check_robot_name(n, "fleet.name")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        check_robot_name(n, "fleet.name")
     out = {n: spec for n, spec in nodes.items() if n not in fleet.nodes}
     for k, robot in enumerate(names, start=1):
         for node in fleet.nodes:

@@ -142,10 +142,7 @@ class PolicyNode(Node):
         for key in ("instruction",) if p["teleop_only"] else ("vla_checkpoint", "instruction"):
             if not p[key]:
                 raise ConfigError(f"parameter '{key}' is required (set it in the policy node's parameter file)")
-        try:
-            check_robot_name(p["robot_name"], "parameter 'robot_name'")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        check_robot_name(p["robot_name"], "parameter 'robot_name'")
         if p["control_rate"] <= 0 or p["max_episode_steps"] < 1 or p["max_obs_age"] <= 0:
             raise ConfigError("control_rate and max_obs_age must be > 0 and max_episode_steps >= 1")
         if not 0 <= p["sync_tolerance"] < 1.0 / p["control_rate"]:

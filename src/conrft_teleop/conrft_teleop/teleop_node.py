@@ -77,10 +77,7 @@ class TeleopNode(Node):
         p = self.params = declare_all(self, PARAMS)
         if p["source"] not in SOURCES:
             raise ConfigError(f"parameter 'source' is '{p['source']}'; choose one of {', '.join(SOURCES)}")
-        try:
-            check_robot_name(p["robot_name"], "parameter 'robot_name'")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        check_robot_name(p["robot_name"], "parameter 'robot_name'")
         if p["rate"] < 50:
             raise ConfigError(f"parameter 'rate' must be >= 50 Hz (the policy node's heartbeat), got {p['rate']}")
         self.active, self.action, self.outcome, self.outcome_until = False, np.zeros(7), 0, 0.0

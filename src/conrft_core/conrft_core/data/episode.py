@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from conrft_core.config import ConfigError
+
 # (robot, episode id): an episode's identity across the robots of a fleet; robot "" is a single robot's.
 EpisodeKey = tuple[str, int]
 ROBOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a ROS name token: also a folder name in the learner's journal
 
 
 def check_robot_name(name: str, where: str) -> str:
-    """`name` if it is "" (a single robot) or a ROS name token; else ValueError naming `where`."""
+    """`name` if it is "" (a single robot) or a ROS name token; else ConfigError naming `where`."""
     if name and not ROBOT_NAME.fullmatch(name):
-        raise ValueError(f"{where}: robot name {name!r} is not a ROS name token (letters, digits and '_', starting "
+        raise ConfigError(f"{where}: robot name {name!r} is not a ROS name token (letters, digits and '_', starting "
                          f"with a letter), e.g. robot_1")
     return name
 

@@ -23,8 +23,8 @@ def transition_key(msg) -> EpisodeKey:
 
 
 def _where(msg) -> str:
-    robot = getattr(msg, "robot", "")
-    return f"{'robot ' + robot + ' ' if robot else ''}episode {msg.episode_id} step {msg.step}"
+    robot, eid = transition_key(msg)
+    return f"{'robot ' + robot + ' ' if robot else ''}episode {eid} step {msg.step}"
 
 
 def image_to_array(img) -> np.ndarray:
