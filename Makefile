@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 WS := source ./env.sh &&
 DEMO_OUT ?= out/demo
-DEMO_STEPS ?= 2000
+DEMO_STEPS ?= 3000
 
 .PHONY: help setup test demo bench clean
 
@@ -12,7 +12,7 @@ help:
 	@echo "make setup   create .venv, install pinned requirements, build the colcon workspace (idempotent)"
 	@echo "make demo    the main job: a simulated ROS 2 training session on pick_cube (VLA pretraining, demos,"
 	@echo "             offline stage, online stage with the scripted human over DDS, evaluation table + curve);"
-	@echo "             ~10 min on 2 CPU cores; DEMO_STEPS=12000 for the full online budget"
+	@echo "             ~17 min on 2 CPU cores with setup; DEMO_STEPS=12000 for the full online budget"
 	@echo "make test    every test of every package (pytest)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"
 	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--jobs 2')"
@@ -24,8 +24,9 @@ setup:
 test: setup
 	@$(WS) python -m pytest
 
-# The small VLA of the demo and of the ROS-vs-in-process benchmark (pretrained once, kept in DEMO_OUT).
-PRETRAIN_DEMO := mkdir -p $(DEMO_OUT) && { [ -f $(DEMO_OUT)/vla.safetensors ] || conrft pretrain \
+# The small VLA of the demo and of the ROS-vs-in-process benchmark (pretrained once, kept in DEMO_OUT). One torch
+# thread: torch's float reductions depend on the thread count, and every machine should pretrain the same weights.
+PRETRAIN_DEMO := mkdir -p $(DEMO_OUT) && { [ -f $(DEMO_OUT)/vla.safetensors ] || OMP_NUM_THREADS=1 conrft pretrain \
 	--config config/pretrain_demo.yaml --out $(DEMO_OUT)/vla.safetensors --episodes 10 --quiet; }
 
 demo: setup
