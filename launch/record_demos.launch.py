@@ -10,14 +10,22 @@ human's commands through the same safety checks as in training and publishes the
 whenever the human does not drive. sim:=false starts the cameras and the robot-state publisher for a real
 robot (its driver, controller, reset service and gripper bridge are yours, as in train_real.launch.py; the
 controller's preset, config/controllers/<name>.yaml, is `controller`: sim by default with sim:=true, else
-franka_ros2).
+franka_ros2; where it streams, the target streamer streams the policy node's step targets).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from conrft_bringup.launch_actions import target_streamer
+
+
+def streamer(context):
+    """The target streamer of the policy node below (its parameter file as `sim` picks it)."""
+    sim = context.perform_substitution(LaunchConfiguration("sim")) == "true"
+    return target_streamer(context, "policy_sim.yaml" if sim else "policy_real.yaml", use_sim_time=sim)
 
 
 def generate_launch_description():
@@ -51,6 +59,7 @@ def generate_launch_description():
              parameters=[PathJoinSubstitution([FindPackageShare("conrft_bringup"), "config", policy_params]), preset,
                          {"teleop_only": True, "vla_checkpoint": arg("vla_checkpoint"),
                           "instruction": arg("instruction")}]),
+        OpaqueFunction(function=streamer),
         Node(package="spacenav", executable="spacenav_node", name="spacenav", output="screen"),
         Node(package="conrft_teleop", executable="teleop_node", name="teleop", output="screen",
              parameters=[arg("teleop_config")]),

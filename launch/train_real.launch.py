@@ -5,23 +5,26 @@
 
 The robot driver and the Cartesian impedance controller are yours: start them first and name its preset with
 `controller` (config/controllers/<name>.yaml: franka_ros2, crisp, fzi; `sim` for a sim node started apart):
-target topic, frame, stream rate, stiffness interface. The policy node refuses to move while nothing subscribes
-to its target topic, and while a node other than home_reset publishes there (with CRISP, home_reset too: CRISP
-ignores a target topic with two publishers). Episode resets: home_reset serves /conrft/reset_episode by driving
-the arm to the home pose of config/home_reset.yaml (measure yours); objects are put back by a person. Also
-yours: a bridge from /conrft/gripper_width (std_msgs/Float64, metres) to the gripper driver, and
-robot_state_publisher's topics for a driver other than franka_ros2 (config/robot_state_publisher.yaml). The
-SpaceMouse needs spacenavd; the spacenav driver node starts here. Success comes from the human's key; with
-`success_detector:=true detector_model:=FILE success_topic:=/conrft/success` also from the learned detector on
-the camera images (config/success_detector.yaml; train it on your recorded bags with `conrft success-detector
-train`).
+target topic, frame, stream rate, stiffness interface. Where the preset streams, the target streamer (a process
+of its own) streams the policy node's step targets at that rate. The policy node refuses to move while nothing
+subscribes to its target topic, and while a node other than home_reset or the target streamer publishes there
+(with CRISP, home_reset too: CRISP ignores a target topic with two publishers). Episode resets: home_reset serves
+/conrft/reset_episode by driving the arm to the home pose of config/home_reset.yaml (measure yours); objects are
+put back by a person. Also yours: a bridge from /conrft/gripper_width (std_msgs/Float64, metres) to the gripper
+driver, and robot_state_publisher's topics for a driver other than franka_ros2
+(config/robot_state_publisher.yaml). The SpaceMouse needs spacenavd; the spacenav driver node starts here.
+Success comes from the human's key; with `success_detector:=true detector_model:=FILE
+success_topic:=/conrft/success` also from the learned detector on the camera images
+(config/success_detector.yaml; train it on your recorded bags with `conrft success-detector train`).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from conrft_bringup.launch_actions import target_streamer
 
 CONTROLLERS = ["franka_ros2", "crisp", "fzi", "sim"]  # config/controllers/*.yaml
 
@@ -59,6 +62,7 @@ def generate_launch_description():
              parameters=[config("policy_real.yaml"), preset,
                          {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction"),
                           "success_topic": arg("success_topic")}]),
+        OpaqueFunction(function=target_streamer, args=["policy_real.yaml"]),
         # The learned success detector on the cameras, publishing on /conrft/success (success_detector.yaml).
         Node(package="conrft_policy", executable="success_detector", name="success_detector", output="screen",
              condition=IfCondition(arg("success_detector")),

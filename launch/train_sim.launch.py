@@ -9,11 +9,13 @@ ros2 launch). Every node runs on sim time from the sim node's /clock. Success co
 learned detector on the camera images instead (config/success_detector.yaml).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from conrft_bringup.launch_actions import target_streamer
 
 
 def generate_launch_description():
@@ -51,6 +53,7 @@ def generate_launch_description():
              parameters=[config("policy_sim.yaml"), preset, sim_time,
                          {"vla_checkpoint": arg("vla_checkpoint"), "instruction": arg("instruction"),
                           "success_topic": arg("success_topic")}]),
+        OpaqueFunction(function=target_streamer, args=["policy_sim.yaml", True]),  # none with the `sim` preset: one target per step
         # The learned success detector on the cameras, publishing on /conrft/success (success_detector.yaml).
         Node(package="conrft_policy", executable="success_detector", name="success_detector", output="screen",
              condition=IfCondition(arg("success_detector")),

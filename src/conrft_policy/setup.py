@@ -14,10 +14,11 @@ setup(
     zip_safe=True,
     maintainer="ConRFT developers",
     maintainer_email="dev@conrft.dev",
-    description="Camera and robot-state publishers, the policy node (chunk execution, safety, transitions, weight hot-swap), the episode manager and the learned success detector.",
+    description="Camera and robot-state publishers, the policy node (chunk execution, safety, transitions, weight hot-swap), its target streamer, the episode manager and the learned success detector.",
     license="Apache-2.0",
     entry_points={"console_scripts": [
         "policy_node = conrft_policy.policy_node:main",
+        "target_streamer = conrft_policy.target_streamer:main",
         "camera_publisher = conrft_policy.camera_publisher:main",
         "robot_state_publisher = conrft_policy.robot_state_publisher:main",
         "home_reset = conrft_policy.home_reset:main",

@@ -8,8 +8,8 @@
   the new version (its /diagnostics are published on adoption), p50 / max;
 - ingestion: a learner node receiving transitions with two 128x128 images each, published as fast as one
   Python publisher can, counted from the learner's journal (every received transition is written there).
-- streaming: the policy node's streamed targets and step timing on wall time under a training load, and the
-  sim arm's acceleration stepped vs streamed (conrft_bringup.stream_bench).
+- streaming: the target streamer's targets and the policy node's step timing on wall time under a training load,
+  and the sim arm's acceleration stepped vs streamed (conrft_bringup.stream_bench).
 
     python -m conrft_bringup.graph_bench --out results/graph_bench.json [--seconds 20]
 """
@@ -78,10 +78,10 @@ class _Graph:
     def __init__(self, nodes: dict, log: Path, use_sim_time: bool):
         import rclpy
 
-        from conrft_bringup.session import NodeSpec, Session, SessionConfig, SessionOptions
+        from conrft_bringup.session import NodeSpec, Session, SessionConfig, SessionOptions, resolve_streamers
 
         cfg = SessionConfig(session=SessionOptions(use_sim_time=use_sim_time), nodes={})
-        specs = {name: NodeSpec(**spec) for name, spec in nodes.items()}
+        specs = resolve_streamers({name: NodeSpec(**spec) for name, spec in nodes.items()})  # as a session does
         self.log = open(log, "w")
         self.session = Session(cfg, specs, out=self.log)
         self.session.start()

@@ -20,6 +20,8 @@ A session file:
         enabled: true             # or $(arg name) with a true/false argument (ros2 launch's IfCondition)
         namespace: ""             # the node's namespace (ros2 launch's Node(namespace=...))
         remap: {/clock: /robot_1/clock}  # name remappings (Node(remappings=...)), absolute names too
+        stream_of: policy         # a target streamer: started only when node `policy` streams (stream_rate > 0),
+                                  # with its topics, frame, safety box and rates (conrft_core.robot.relay)
     fleet:                        # optional: several robots, each a copy of some nodes in a namespace of its own
       robots: $(arg robots)       # how many (>= 1)
       name: robot_{k}             # robot k's namespace and robot name, k = 1..robots
@@ -57,6 +59,8 @@ import yaml
 from conrft_core.config import ConfigError, from_dict, load_yaml
 from conrft_core.data.episode import check_robot_name
 from conrft_core.robot.controllers import PRESETS_DIR, load_preset
+from conrft_core.robot.node_params import file_parameters
+from conrft_core.robot.relay import streamer_parameters
 
 ARG = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -70,6 +74,7 @@ class NodeSpec:
     enabled: bool | str = True  # a string is $(arg name), resolved by load_session
     namespace: str = ""
     remap: dict = field(default_factory=dict)
+    stream_of: str = ""  # the policy node whose step targets this node (a target streamer) streams
 
 
 @dataclass
@@ -139,12 +144,30 @@ def load_session(path: str | Path, overrides: dict[str, str]) -> tuple[SessionCo
                 raise ConfigError(f"nodes.{name}.params: parameter file {p} does not exist")
         spec.parameters = {k: _substitute(v, args, f"nodes.{name}.parameters.{k}") for k, v in spec.parameters.items()}
         nodes[name] = spec
+    nodes = resolve_streamers(nodes)
     if cfg.fleet is not None:
         nodes = _expand_fleet(cfg.fleet, nodes, args)
     missing = sorted(set(cfg.session.stop_when_exits) - set(nodes))
     if missing:
         raise ConfigError(f"session.stop_when_exits names '{missing[0]}', which is not a node of {path}")
     return cfg, nodes
+
+
+def resolve_streamers(nodes: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+    """Every node with `stream_of` given that policy node's stream parameters (its parameter files, then its
+    parameters), or left out where that node sends one target per step itself (stream_rate 0)."""
+    out = {}
+    for name, spec in nodes.items():
+        if spec.stream_of:
+            policy = nodes.get(spec.stream_of)
+            if policy is None:
+                raise ConfigError(f"nodes.{name}.stream_of names '{spec.stream_of}', which is not an enabled node")
+            shared = streamer_parameters({**file_parameters(policy.params, spec.stream_of), **policy.parameters})
+            if shared is None:
+                continue
+            spec.parameters = {**shared, **spec.parameters}
+        out[name] = spec
+    return out
 
 
 def _expand_fleet(fleet: FleetSpec, nodes: dict[str, NodeSpec], args: dict) -> dict[str, NodeSpec]:
@@ -156,6 +179,10 @@ def _expand_fleet(fleet: FleetSpec, nodes: dict[str, NodeSpec], args: dict) -> d
     if unknown:
         raise ConfigError(f"fleet names node '{unknown[0]}', which is not an enabled node copied per robot "
                           f"(fleet.nodes: {', '.join(fleet.nodes) or 'none'})")
+    split = [n for n, spec in nodes.items() if spec.stream_of and (n in fleet.nodes) != (spec.stream_of in fleet.nodes)]
+    if split:
+        raise ConfigError(f"fleet.nodes must copy the target streamer '{split[0]}' and its policy node "
+                          f"'{nodes[split[0]].stream_of}' per robot together, or neither")
     bad = [n for n in fleet.remap if not n.startswith("/")]
     if bad:
         raise ConfigError(f"fleet.remap entries must be absolute names (/clock), got {bad[0]!r}")

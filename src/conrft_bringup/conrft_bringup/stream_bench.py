@@ -1,13 +1,15 @@
 """Target streaming in the node graph (part of the graph bench, results/graph_bench.{json,md}), two measurements:
 
-- timing, the real robot's path: the policy node on wall time (its stream on the steady clock, as on a robot)
-  driving a robot that this process plays (RobotState at 100 Hz, two 128x128 cameras at 10 Hz), the default VLA
-  running a policy, while a `conrft train` process trains on the same cores as a learner would. Streamed target
-  period p50 / p99 and |period - 1 / stream_rate| p99 as this process receives them (its own scheduling counts
-  too) and as the node stamped them, the 10 Hz step period's |deviation| p99 (ActionChunks: one a step with
-  H = 1) the same two ways, and late and slow steps per 1000 from the node's /diagnostics;
+- timing, the real robot's path: the policy node and its target streamer (a process of its own, streaming on the
+  steady clock as on a robot) on wall time, driving a robot that this process plays (RobotState at 100 Hz, two
+  128x128 cameras at 10 Hz), the default VLA running a policy, while a `conrft train` process trains on the same
+  cores as a learner would. Streamed target period p50 / p99 and |period - 1 / stream_rate| p99 as this process
+  receives them (its own scheduling counts too) and as the streamer stamped them (on the steady clock step targets
+  wait for the next tick; an episode's holds are sent at once), the 10 Hz step period's |deviation| p99 (ActionChunks:
+  one a step with H = 1) the same two ways, and late and slow steps per 1000 from the policy node's /diagnostics;
 - smoothness, the sim arm: the sim node (physics, real time) driven by the policy node with one target per step
-  and streamed at 100 Hz, the same random policy: the end effector's peak acceleration (from RobotState twists).
+  and, through the target streamer, streamed at 100 Hz, the same random policy: the end effector's peak
+  acceleration (from RobotState twists).
 
     python -m conrft_bringup.stream_bench [--seconds 20] [--out results/stream_bench.json]
 """
@@ -37,6 +39,12 @@ def _policy_params(vla: Path, **extra) -> dict:
                            "outbox_dir": str(vla.parent / "outbox"), **extra}}  # no learner: not in ROS_HOME
 
 
+def _streamer_params(**extra) -> dict:
+    """The policy node's target streamer, started as `conrft session` starts it: only if the policy streams."""
+    return {"package": "conrft_policy", "executable": "target_streamer",
+            "params": [str(CONFIG / "target_streamer.yaml")], "parameters": extra, "stream_of": "policy"}
+
+
 def _training_load(tmp: Path, nice: int) -> subprocess.Popen:
     """A learner's load on the same cores: `conrft train` (state features, one torch thread) until stopped, at
     niceness `nice` (what the robot's PC could give a learner sharing it)."""
@@ -61,7 +69,7 @@ class _Robot:
         from conrft_interfaces.srv import ResetEpisode
 
         self.node, self.targets, self.chunks, self.diag = node, [], [], {}
-        self.target_stamps, self.chunk_stamps = [], []  # the policy node's own stamps: its timing, not this one's
+        self.target_stamps, self.chunk_stamps = [], []  # the nodes' own stamps: their timing, not this one's
         self.RobotState, self.Image, self.Bool = RobotState, Image, Bool
         self.pub_state = node.create_publisher(RobotState, "/conrft/robot_state", 10)
         self.pub_images = [node.create_publisher(Image, f"/camera/{c}/image_raw",
@@ -126,8 +134,8 @@ def bench_timing(tmp: Path, seconds: float, load_nice: int, priority: int = 0, s
     feature_dim = _vla(vla, SIZE, 128, 3).feature_dim
     load = _training_load(tmp, load_nice)
     log = tmp / f"stream_timing_{load_nice}_{priority}.log"
-    graph = _Graph({"policy": _policy_params(vla, stream_rate=stream_rate, max_episode_steps=100000,
-                                             stream_priority=priority)}, log, use_sim_time=False)
+    graph = _Graph({"policy": _policy_params(vla, stream_rate=stream_rate, max_episode_steps=100000),
+                    "target_streamer": _streamer_params(stream_priority=priority)}, log, use_sim_time=False)
     try:
         robot = _Robot(graph.node)
         _weights(graph, feature_dim)
@@ -173,7 +181,8 @@ def bench_smoothness(tmp: Path, seconds: float) -> dict:
         graph = _Graph({
             "sim": {"package": "conrft_sim", "executable": "sim_node", "params": [str(CONFIG / "sim_node.yaml")],
                     "parameters": {"image_width": 64, "image_height": 64}},
-            "policy": _policy_params(vla, stream_rate=rate)}, tmp / f"smooth_{name}.log", use_sim_time=True)
+            "policy": _policy_params(vla, stream_rate=rate), "target_streamer": _streamer_params()},
+            tmp / f"smooth_{name}.log", use_sim_time=True)
         try:
             states = []
             graph.node.create_subscription(RobotState, "/conrft/robot_state", states.append, 100)
@@ -196,13 +205,13 @@ def bench_smoothness(tmp: Path, seconds: float) -> dict:
 
 def _timing_rows(t: dict) -> list[str]:
     load = f"training load at nice {t['load'].split()[-1]}" + (
-        f", stream thread SCHED_FIFO {t['stream_priority']}" if t["stream_priority"] else "")
+        f", streamer SCHED_FIFO {t['stream_priority']}" if t["stream_priority"] else "")
     return [
         f"| streamed targets at {t['stream_rate']:.0f} Hz, wall clock, inference and a {load} on the same cores "
         f"({t['streamed_targets']} targets) | period p50 {t['stream_period_ms_p50']:.1f} ms, p99 "
         f"{t['stream_period_ms_p99']:.1f} ms; abs(period - {1e3 / t['stream_rate']:.0f} ms) p99 "
         f"{t['stream_period_deviation_ms_p99']:.1f} ms as received, {t['sent_stream_period_deviation_ms_p99']:.1f} "
-        f"ms as stamped by the node | <= 2 ms |",
+        f"ms as stamped by the streamer | <= 2 ms |",
         f"| 10 Hz step period with streaming, {load} ({t['steps']} steps, {t['episodes']} episode(s)) | "
         f"abs(period - 100 ms) p99 {t['step_period_deviation_ms_p99']:.1f} ms as received, "
         f"{t['sent_step_period_deviation_ms_p99']:.1f} ms as stamped | <= 5 ms |",

@@ -26,6 +26,7 @@ PARAM_FILES = {
     "demo_recorder.yaml": ("conrft_bringup", "demo_recorder"),
     "home_reset.yaml": ("conrft_policy", "home_reset"),
     "success_detector.yaml": ("conrft_policy", "success_detector"),
+    "target_streamer.yaml": ("conrft_policy", "target_streamer"),
 }
 
 

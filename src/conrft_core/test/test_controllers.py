@@ -23,7 +23,7 @@ def test_the_shipped_presets():
     # CRISP ignores a target topic with two publishers: home_reset may not share it.
     assert crisp.nodes["policy"]["reset_node"] == ""
     assert franka.nodes["policy"]["reset_node"] == fzi.nodes["policy"]["reset_node"] == "home_reset"
-    for preset in (franka, crisp, fzi):  # home_reset and the policy node stream at the controller's rate
+    for preset in (franka, crisp, fzi):  # home_reset and the target streamer stream at the controller's rate
         assert preset.nodes["home_reset"]["rate"] == preset.nodes["policy"]["stream_rate"] == preset.stream_rate
     assert sim.nodes["policy"]["stream_rate"] == 0.0  # the sim applies one target per step, as in-process
 

@@ -8,20 +8,22 @@ from geometry_msgs.msg import Twist
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from conrft_interfaces.msg import ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition
+from conrft_interfaces.msg import (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, StreamTarget,
+                                   Transition)
 
-TYPES = (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition)
+TYPES = (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, StreamTarget, Transition)
 
 # A separate process that republishes whatever arrives on /rt/<Type> to /echo/<Type>.
 ECHO = textwrap.dedent("""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from conrft_interfaces.msg import ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition
+    from conrft_interfaces.msg import (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState,
+                                       StreamTarget, Transition)
     rclpy.init()
     node = rclpy.create_node("echo")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     keep = []
-    for t in (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, Transition):
+    for t in (ActionChunk, EpisodeAck, Intervention, PolicyWeights, RobotState, StreamTarget, Transition):
         pub = node.create_publisher(t, "/echo/" + t.__name__, qos)
         keep.append(node.create_subscription(t, "/rt/" + t.__name__, pub.publish, qos))
     rclpy.spin(node)
@@ -47,8 +49,10 @@ def filled():
                     action=np.full(7, 0.5, np.float32), policy_action=np.full(7, -0.5, np.float32), reward=10.0,
                     terminated=True, success=True, truncated=False, intervened=True, policy_version=4,
                     final_images=[img], final_proprio=np.ones(19, np.float32))
+    target = StreamTarget(command=StreamTarget.HOLD)
+    target.header.frame_id, target.pose.position.x, target.pose.orientation.z = "base", 0.5, 1.0
     return {ActionChunk: chunk, EpisodeAck: EpisodeAck(episode_id=3, steps=100), Intervention: iv,
-            PolicyWeights: weights, RobotState: state, Transition: tr}
+            PolicyWeights: weights, RobotState: state, StreamTarget: target, Transition: tr}
 
 
 def test_every_message_round_trips_between_processes(ros_node, tmp_path):

@@ -18,15 +18,15 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    loop, instead of one step late. A teleop that never answers (a SpaceMouse) is never waited for;
 4. the action becomes a pose target (clipped to the safety box) on `target_topic` plus a gripper width on
    `gripper_topic`. Every action and chunk is checked first (shape, NaN, range): a bad one is refused with
-   the reason logged and the robot holds. With `stream_rate` > 0 the step's target is not sent as one jump:
-   targets at `stream_rate` move from the last streamed pose to the step's target over one control period
-   (conrft_core.robot.streaming: linear or minimum-jerk, slerp, speed and acceleration limits, the safety box),
-   and a hold streams the measured pose at once. On a robot a thread of its own sends them at deadlines of
-   the steady clock (SCHED_FIFO with `stream_priority`), so a step's inference never delays the stream; in
-   simulation a timer on sim time does (sim time only moves between callbacks). A step whose action comes
-   later than one control period after its tick (the stream has then reached the last target and stays there)
-   counts as `slow_steps` in /diagnostics. The control step keeps its meaning: transitions, chunks and rewards
-   are per step as without streaming.
+   the reason logged and the robot holds. With `stream_rate` > 0 the step's target is not sent as one jump,
+   and not by this process: it goes to the target streamer (conrft_policy/target_streamer, a process of its
+   own, so that inference and this node's callbacks never share an interpreter lock with the stream) on
+   `step_target_topic` as a StreamTarget, which streams targets at `stream_rate` from the last streamed pose to
+   it over one control period; a hold is streamed at once, an episode starts with a hold at the measured pose
+   and ends with a stop (conrft_core.robot.relay). A step whose action comes later than one control period
+   after its tick (the stream has then reached the last target and stays there) counts as `slow_steps` in
+   /diagnostics. The control step keeps its meaning: transitions, chunks and rewards are per step as without
+   streaming.
 
 Every published transition also goes into an on-disk outbox (`outbox_dir`, conrft_core.data.outbox) until the
 learner acknowledges its episode on /conrft/episode_acks: a partition longer than a DDS lease, a learner restart
@@ -36,8 +36,9 @@ and `outbox_resend_after` s later when the learner acknowledges others but not i
 `outbox_max_mb` (the oldest whole episodes dropped).
 
 The node never moves the robot before it has a policy (weights from the learner on `/conrft/policy_weights`,
-or `policy_checkpoint`), never while `target_topic` has no subscriber (no controller to obey it), and never while
-another node than `reset_node` publishes there (two drivers fight over the arm; CRISP ignores both). With
+or `policy_checkpoint`), never while `target_topic` has no subscriber (no controller to obey it) or, streaming,
+`step_target_topic` none (no target streamer), and never while another node than `reset_node` or its target
+streamer publishes on `target_topic` (two drivers fight over the arm; CRISP ignores both). With
 `teleop_only` (demonstration recording) it runs no policy: the human drives, and the robot holds otherwise.
 Logic lives in conrft_core (control, weights, spaces, the VLA featurizer); this is I/O, timing and safety.
 """
@@ -46,7 +47,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -72,10 +72,9 @@ from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.control import ActionError, ChunkExecutor, check_action, check_chunk
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
-from conrft_core.robot.streaming import StreamConfig, TargetStreamer
 from conrft_core.robot.teleop import SingleSource
 from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
-from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
+from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, StreamTarget, Transition
 from conrft_interfaces.srv import ResetEpisode
 from conrft_policy.outbox_link import OutboxLink
 from conrft_policy.ros_io import age, pose_arrays, pose_stamped, run_node, stamp_seconds, twist_wrench
@@ -117,12 +116,9 @@ PARAMS = {
     "max_translation": 0.01,
     "max_rotation": 0.1,
     "gripper_max_width": 0.08,
-    "stream_rate": 0.0,  # Hz of streamed targets between steps (the controller preset's); 0 = one target per step
-    "stream_profile": "linear",  # linear | min_jerk (stops at every step's target)
-    "stream_max_speed": 0.25,  # m/s of the streamed position
-    "stream_max_accel": 5.0,  # m/s^2
-    "stream_max_angular_speed": 2.0,  # rad/s
-    "stream_priority": 0,  # SCHED_FIFO priority of the stream thread on a robot (1-99; needs rtprio); 0 = normal
+    # Hz the target streamer streams step targets at (the controller preset's); 0 = one target per step, sent here
+    "stream_rate": 0.0,
+    "step_target_topic": "/conrft/step_target",  # StreamTarget to the target streamer (stream_rate > 0)
     "success_reward": 10.0,
     "step_penalty": 0.05,
     "device": "auto",
@@ -153,16 +149,10 @@ class PolicyNode(Node):
             self.scale = ActionScale(p["max_translation"], p["max_rotation"], p["gripper_max_width"])
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"safety_box_low/high or action scale parameters: {exc}") from None
-        self.stream = None  # StreamConfig when targets are streamed
-        if p["stream_rate"] > 0:
-            try:
-                self.stream = StreamConfig(p["stream_rate"], 1.0 / p["control_rate"], p["stream_profile"],
-                                           p["stream_max_speed"], p["stream_max_accel"], p["stream_max_angular_speed"])
-            except ValueError as exc:
-                raise ConfigError(f"stream_* parameters: {exc}".replace("stream.", "stream_")) from None
-        elif p["stream_rate"] < 0:
+        if not p["stream_rate"] >= 0:
             raise ConfigError(f"parameter 'stream_rate' must be >= 0 Hz (0: one target per step), "
                               f"got {p['stream_rate']}")
+        self.streaming = p["stream_rate"] > 0  # the target streamer streams this node's step targets
         self.cameras = list(p["cameras"])
         self.featurizer = None  # teleop_only: no policy runs
         if not p["teleop_only"]:
@@ -201,8 +191,6 @@ class PolicyNode(Node):
         self.awaiting: dict | None = None  # a step waiting for the human's answer (human_lockstep)
         self.published_key, self.answering, self.human_late = None, False, 0
         self.slow_steps = 0
-        self.streamer: TargetStreamer | None = None  # stream_rate > 0; shared with the stream thread under the lock
-        self.stream_lock = threading.Lock()
 
         for cam in self.cameras:
             self.create_subscription(Image, p["image_topic_format"].format(cam),
@@ -216,7 +204,9 @@ class PolicyNode(Node):
         if p["success_topic"]:
             self.create_subscription(Bool, p["success_topic"], lambda m: setattr(self, "success", m.data), 10)
         self.create_subscription(PolicyWeights, p["weights_topic"], self._on_weights, WEIGHTS_QOS)
-        self.pub_target = self.create_publisher(PoseStamped, p["target_topic"], 10)
+        # The controller's PoseStamped on target_topic, or streaming, the target streamer's StreamTarget.
+        self.pub_target = (self.create_publisher(StreamTarget, p["step_target_topic"], 10) if self.streaming
+                           else self.create_publisher(PoseStamped, p["target_topic"], 10))
         self.pub_gripper = self.create_publisher(Float64, p["gripper_topic"], 10)
         self.pub_chunk = self.create_publisher(ActionChunk, "/conrft/action_chunk", 10)
         self.pub_transition = self.create_publisher(Transition, "/conrft/transitions", TRANSITIONS_QOS)
@@ -229,18 +219,11 @@ class PolicyNode(Node):
         # control period to the hold after a teleop dies.
         self.create_timer(0.02, self._teleop_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0, self._diagnostics)
-        self.stream_clock, self.stream_stop = None, threading.Event()
-        if self.stream is not None and self.get_parameter("use_sim_time").value:
-            self.create_timer(1.0 / self.stream.stream_rate, self._stream_tick)
-        elif self.stream is not None:  # a robot: steady time, a thread of its own
-            self.stream_clock = Clock(clock_type=ClockType.STEADY_TIME)
-            sys.setswitchinterval(0.001)  # the threads share the GIL: the stream waits for it 1 ms at most, not 5
-            self.stream_thread = threading.Thread(target=self._stream_loop, name="stream", daemon=True)
-            self.stream_thread.start()
         self.get_logger().info(
             f"policy node ready: {'checkpoint ' + p['policy_checkpoint'] if self.policy else 'waiting for weights'}"
             f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz"
-            + (f", streamed at {p['stream_rate']} Hz" if self.stream else ""))
+            + (f", streamed at {p['stream_rate']} Hz by the target streamer on {p['step_target_topic']}"
+               if self.streaming else ""))
 
     # --- the outbox -----------------------------------------------------------------------------------------
     def _open_outbox(self) -> Outbox:
@@ -265,10 +248,14 @@ class PolicyNode(Node):
         return self.resolve_topic_name(self.params[param])
 
     def _list_target_rivals(self) -> None:
-        """Re-read target_topic's publishers: a second driver appearing mid-episode stops the arm (hold)."""
-        me = (self.get_namespace(), self.get_name())
+        """Re-read target_topic's publishers: a second driver appearing mid-episode stops the arm (hold). Streaming,
+        this node's target streamer (a subscriber of step_target_topic) is the topic's publisher, not a rival."""
+        own = {(self.get_namespace(), self.get_name())}
+        if self.streaming:
+            own |= {(e.node_namespace, e.node_name)
+                    for e in self.get_subscriptions_info_by_topic(self._graph_name("step_target_topic"))}
         rivals = sorted({e.node_name for e in self.get_publishers_info_by_topic(self._graph_name("target_topic"))
-                         if (e.node_namespace, e.node_name) != me and e.node_name != self.params["reset_node"]})
+                         if (e.node_namespace, e.node_name) not in own and e.node_name != self.params["reset_node"]})
         if rivals and rivals != self.target_rivals:  # logged once per set of nodes
             self._refuse(f"node(s) {', '.join(repr(n) for n in rivals)} also publish on "
                          f"{self.params['target_topic']}: not moving the robot (one publisher per target topic); "
@@ -407,6 +394,10 @@ class PolicyNode(Node):
             self._refuse(f"no controller subscribes to {target}: not moving the robot; start the controller or "
                          f"remap target_topic")
             return
+        if self.streaming and self.count_subscribers(self._graph_name("step_target_topic")) == 0:
+            self._refuse(f"no target streamer subscribes to {self.params['step_target_topic']}: not moving the "
+                         f"robot; start conrft_policy's target_streamer (stream_rate > 0) or set stream_rate 0")
+            return
         self._list_target_rivals()
         if self.target_rivals:
             return
@@ -467,10 +458,8 @@ class PolicyNode(Node):
             self.featurizer.reset()
         self.chunk.clear()
         self.t, self.prev, self.path = 0, None, []
-        if self.stream is not None:  # the reset moved the arm: the stream starts again from where it is
-            with self.stream_lock:
-                self.streamer = TargetStreamer(self.stream, self.box, self.box.clip(obs["pos"]), obs["quat"],
-                                               self._stream_now()[1])
+        if self.streaming:  # the reset moved the arm: the stream starts again from where it is
+            self._send_target(self.box.clip(obs["pos"]), obs["quat"], hold=True)
         self.phase = "running"
         self.get_logger().info(f"episode {self.episode_id} started (policy version {self.version})")
 
@@ -512,7 +501,7 @@ class PolicyNode(Node):
             target_pos, target_quat, width = action_to_target(action, obs["pos"], obs["quat"], self.scale, self.box)
             self._send_target(target_pos, target_quat)
             self.pub_gripper.publish(Float64(data=width))
-            if self.stream is not None and self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > \
+            if self.streaming and self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > \
                     1.0 / self.params["control_rate"]:
                 self.slow_steps += 1  # the stream reached the last target meanwhile and held there
             self.gripper_cmd = float(action[6])
@@ -593,6 +582,7 @@ class PolicyNode(Node):
         self._finish(False)
 
     def _finish(self, success: bool) -> None:
+        self._stop_stream()
         self.get_logger().info(f"episode {self.episode_id} ended after {self.t} steps: "
                                f"{'success' if success else 'no success'}")
         self.episodes_done += 1
@@ -634,11 +624,11 @@ class PolicyNode(Node):
             self.get_logger().info(f"teleop heartbeat: {len(gaps) + 1} messages, inter-arrival p50 "
                                    f"{np.percentile(gaps, 50):.1f} / p99 {np.percentile(gaps, 99):.1f} / max "
                                    f"{gaps.max():.1f} ms; {self.silent_holds} teleop-silent hold(s)")
-        self.stream_stop.set()  # no streamed target after the hold below
-        if self.stream_clock is not None:
-            self.stream_thread.join(timeout=1.0)
-        if self._hold():
+        held = self._hold()
+        self._stop_stream()  # streaming: the hold is the last target streamed
+        if held:
             self.get_logger().info("stopping: holding the arm at its measured pose")
+        if held or self.streaming:
             self.pub_target.wait_for_all_acked(Duration(seconds=1.0))
         if self.outbox is not None:
             self.outbox.close()
@@ -655,55 +645,22 @@ class PolicyNode(Node):
 
     # --- targets --------------------------------------------------------------------------------------------
     def _send_target(self, pos, quat, hold: bool = False) -> None:
-        """A step's target, or a hold at the measured pose: one target now; streaming, the start of the segment
-        the stream follows, and the stream's pose at this instant sent at once (a sim waiting for a target
-        stamped at the step goes on)."""
-        if self.stream is None:
-            self._publish_pose(pos, quat, self.get_clock().now())
-            return
-        with self.stream_lock:
-            stamp, now = self._stream_now()
-            if self.streamer is None:  # a hold before the first episode
-                self.streamer = TargetStreamer(self.stream, self.box, pos, quat, now)
-            if hold:
-                self.streamer.hold(pos, quat, now)
-                self._publish_pose(*self.streamer.pose(), stamp)
-            else:
-                self.streamer.set_target(pos, quat, now)
-                self._publish_pose(*self.streamer.sample(now), stamp)
+        """A step's target, or a hold at the measured pose: one target now; streaming, to the target streamer,
+        which streams from there (conrft_policy/target_streamer: holds at once, step targets from the next tick on
+        a robot)."""
+        stamp = self.get_clock().now().to_msg()
+        msg = pose_stamped(pos, quat, self.params["frame_id"], stamp)
+        if self.streaming:
+            msg = StreamTarget(header=msg.header, pose=msg.pose,
+                               command=StreamTarget.HOLD if hold else StreamTarget.TARGET)
+        self.pub_target.publish(msg)
 
-    def _stream_loop(self) -> None:
-        """The stream thread of a robot: a tick at every deadline of the steady clock (missed ones skipped)."""
-        priority = self.params["stream_priority"]
-        if priority:
-            try:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread (Linux)
-            except (OSError, ValueError) as exc:
-                self.get_logger().warning(f"stream_priority {priority}: SCHED_FIFO refused ({exc}); streaming at "
-                                          f"normal priority (give the user rtprio, as libfranka needs)")
-        period, deadline = 1.0 / self.stream.stream_rate, time.monotonic()
-        while not self.stream_stop.is_set():
-            deadline = max(deadline + period, time.monotonic())
-            if not self.stream_stop.wait(deadline - time.monotonic()):
-                self._stream_tick()
-
-    def _stream_tick(self) -> None:
-        """The streamer's pose at this instant, while an episode runs and no other driver is on the target topic
-        (between episodes the reset, or nobody, drives)."""
-        if self.phase != "running" or self.target_rivals or self.streamer is None:
-            return
-        with self.stream_lock:
-            stamp, now = self._stream_now()
-            self._publish_pose(*self.streamer.sample(now), stamp)
-
-    def _stream_now(self):
-        """(ROS time, stream clock seconds) read together: a streamed target is stamped with its own instant
-        (the stream thread shares the GIL with the executor's: a stamp taken later could be late by its work)."""
-        stamp = self.get_clock().now()
-        return stamp, (self.stream_clock.now() if self.stream_clock else stamp).nanoseconds * 1e-9
-
-    def _publish_pose(self, pos, quat, stamp) -> None:
-        self.pub_target.publish(pose_stamped(pos, quat, self.params["frame_id"], stamp.to_msg()))
+    def _stop_stream(self) -> None:
+        """Streaming: the episode is over; the target streamer stops streaming (the reset, or nobody, drives)."""
+        if self.streaming:
+            msg = StreamTarget(command=StreamTarget.STOP)
+            msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.params["frame_id"]
+            self.pub_target.publish(msg)
 
     # --- monitoring -----------------------------------------------------------------------------------------
     def _publish_chunk(self, chunk: np.ndarray, latency: float) -> None:

@@ -50,11 +50,12 @@ def twist_wrench(state) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([vec3(state.wrench.force), vec3(state.wrench.torque)]))
 
 
-def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecutor) -> int:
+def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecutor, spin_once=None) -> int:
     """A node's process: init, build (a bad parameter or missing file is one line on stderr and exit 1), spin
     until Ctrl-C, SIGTERM, shutdown or a callback's SystemExit (its code is returned), then destroy the node
     (which stops the threads it owns) while the context is still up, and shut down (conrft_core.robot.signals).
-    `make_executor` is called after init (executors need the context)."""
+    `make_executor` is called after init (executors need the context); `spin_once(node, executor)`, if given,
+    is one turn of the loop instead of the executor's spin_once (it must return within SPIN_PERIOD or so)."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     interrupt_main_thread()
     executor = make_executor()  # before the node, so a Ctrl-C from its first log line on reaches the loop below
@@ -68,7 +69,10 @@ def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecut
     try:
         executor.add_node(node)
         while rclpy.ok():
-            executor.spin_once(timeout_sec=SPIN_PERIOD)
+            if spin_once is None:
+                executor.spin_once(timeout_sec=SPIN_PERIOD)
+            else:
+                spin_once(node, executor)
     except SystemExit as exc:
         code = int(exc.code or 0)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -1,7 +1,8 @@
 """Fault injection on the policy node, a real process over DDS. This test process plays the robot (RobotState
 at 50 Hz, two 32x32 cameras at 10 Hz, /sim/success, /sim/reset, the controller and gripper topics), the learner
-(PolicyWeights) and the teleop (Intervention). Whatever is injected, every target the node publishes must be
-finite and inside the safety box, and the log must name the reason for every refusal."""
+(PolicyWeights) and the teleop (Intervention); streaming, the node's target streamer runs as a process of its own
+too. Whatever is injected, every target the node publishes must be finite and inside the safety box, and the log
+must name the reason for every refusal."""
 from __future__ import annotations
 
 import math
@@ -21,12 +22,15 @@ from std_msgs.msg import Bool, Float64
 from conrft_core.config import from_dict
 from conrft_core.learning.methods import TrainConfig
 from conrft_core.learning.policy import Policy, build_agent
+from conrft_core.robot.node_params import file_parameters
+from conrft_core.robot.relay import streamer_parameters
 from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
 from conrft_interfaces.srv import ResetEpisode
 
 ROOT = Path(__file__).resolve().parents[3]
 PARAMS_FILE = ROOT / "config" / "policy_sim.yaml"
+STREAMER_FILE = ROOT / "config" / "target_streamer.yaml"
 _PARAMS = yaml.safe_load(PARAMS_FILE.read_text())["policy"]["ros__parameters"]
 BOX_LOW, BOX_HIGH = np.array(_PARAMS["safety_box_low"]), np.array(_PARAMS["safety_box_high"])
 MAX_OBS_AGE = float(_PARAMS["max_obs_age"])
@@ -471,21 +475,38 @@ def test_a_fully_fine_tuned_checkpoint_is_refused(ros_process, vla, tmp_path):
     assert "was trained with features: vla_finetune" in node.output()
 
 
-def test_streamed_targets_move_within_the_speed_limit_between_steps(ros_process, ros_node, vla):
-    """stream_rate 100 Hz: several targets per 10 Hz step, each within the speed limit of the one before (a
-    jump of up to 1 cm per step otherwise), every one in the box; a hold is still sent at once, and the last
-    target on Ctrl-C is a hold. A bad stream parameter is refused naming it."""
+def test_streamed_targets_move_within_the_speed_limit_between_steps(ros_process, ros_node, vla, tmp_path):
+    """stream_rate 100 Hz: the policy node sends its step targets to the target streamer, a process of its own
+    (and does not move before one listens), which streams several targets per 10 Hz step, each within the speed
+    limit of the one before (a jump of up to 1 cm per step otherwise), every one in the box, and nothing between
+    episodes; the policy node does not take its streamer for a rival on the target topic. A hold is still sent at
+    once, and the last target on Ctrl-C is a hold. A bad stream_rate is refused naming it."""
     vla_path, dim = vla
     max_speed = 0.05  # m/s: slower than the random policy's steps (1 cm / 0.1 s), so the stream is always moving
     robot = FakeRobot(ros_node)
-    proc = start_policy(ros_process)(vla_path, "stream_rate:=100.0", f"stream_max_speed:={max_speed}")
+    proc = start_policy(ros_process)(vla_path, "stream_rate:=100.0")
     wait = Waiter(ros_node, proc)
-    wait.log(r"streamed at 100.0 Hz", 90)
+    wait.log(r"streamed at 100.0 Hz by the target streamer on /conrft/step_target", 90)
     robot.send(weights(1, dim, seed=1))
+    wait.log(r"no target streamer subscribes to /conrft/step_target: not moving the robot")
+    assert robot.targets == [] and robot.resets == 0
+
+    # The streamer with the policy node's parameters, as the launchers start it.
+    shared = streamer_parameters({**file_parameters([PARAMS_FILE], "policy"), "stream_rate": 100.0})
+    streamer_file = tmp_path / "target_streamer.yaml"
+    streamer_file.write_text(yaml.safe_dump({"target_streamer": {"ros__parameters": shared}}))
+    streamer = ros_process("conrft_policy.target_streamer", "--params-file", str(STREAMER_FILE), "--params-file",
+                           str(streamer_file), "-p", f"stream_max_speed:={max_speed}")
     wait(lambda: len(robot.transitions) >= 2 * MAX_STEPS, "two episodes of streamed targets", 90)
     since = len(robot.transitions)
+    stopped = robot.now()
     proc.stop()
-    assert ros_node.spin_until(lambda: robot.targets and is_hold(robot.targets[-1]), 5)
+    ros_node.spin_until(lambda: False, 1.0)  # what was queued meanwhile, and the policy node's last hold and stop
+    assert robot.after(stopped) and is_hold(robot.targets[-1]), [target_pose(m) for m in robot.after(stopped)]
+    last = len(robot.targets)
+    ros_node.spin_until(lambda: False, 0.5)
+    assert len(robot.targets) == last, "streamed after the policy node's last hold and stop"
+    assert "also publish on" not in proc.output() + streamer.output()
 
     steps = sum(not t.held for t in robot.transitions[:since])
     moving = robot.moving()
@@ -497,10 +518,12 @@ def test_streamed_targets_move_within_the_speed_limit_between_steps(ros_process,
         dt = max(stamp_s(b.header.stamp) - stamp_s(a.header.stamp), 0.01) + 0.003  # stamps taken after the pose
         moved = np.linalg.norm(target_pose(b)[0] - target_pose(a)[0])
         assert moved <= max_speed * dt, f"streamed target moved {moved * 1e3:.2f} mm in {dt * 1e3:.1f} ms"
+    gaps = np.diff([stamp_s(m.header.stamp) for m in robot.targets])
+    assert np.sum(gaps > 0.15) >= 1, "no pause in the stream between the episodes (reset, then fresh images)"
     robot.assert_safe()
 
     bad = ros_process("conrft_policy.policy_node", "--params-file", str(PARAMS_FILE), "-p",
                       f"vla_checkpoint:={vla_path}", "-p", f"instruction:={INSTRUCTION}", "-p", "device:=cpu",
-                      "-p", "stream_rate:=100.0", "-p", "stream_profile:=cubic")
+                      "-p", "stream_rate:=-1.0")
     assert bad.wait(timeout=60) == 1, bad.output()
-    assert "stream_profile must be linear or min_jerk" in bad.output()
+    assert "parameter 'stream_rate' must be >= 0 Hz" in bad.output()

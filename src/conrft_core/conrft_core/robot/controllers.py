@@ -5,9 +5,9 @@ A preset is a ROS parameter file, given after the nodes' own files so its values
 target topic and frame where the nodes that publish or serve targets read them (`policy`, and `home_reset` or
 `sim` where present); its `controller` block is what only the controller knows, named for no node so that no
 node takes it as parameters: `stream_rate`, the rate the controller wants targets at (home_reset and the
-policy node stream at it; the sim preset's policy sends one target per step, as the in-process env applies
-them), and `stiffness`, where the controller's stiffness is set. Every key is checked here, so a typo is named
-before a node starts.
+policy node's target streamer stream at it, the streamer taking the policy block's values; the sim preset's
+policy sends one target per step, as the in-process env applies them), and `stiffness`, where the controller's
+stiffness is set. Every key is checked here, so a typo is named before a node starts.
 """
 from __future__ import annotations
 
