@@ -73,7 +73,7 @@ class StreamRelay:
 
     def silent(self, now: float) -> bool:
         """Not stopped, but no message for longer than `timeout`: the policy node died or hangs."""
-        return self.streamer is not None and now - self.last > self.timeout
+        return self.streamer is not None and not self.streaming(now)
 
 
 def relay_from_parameters(p: dict) -> StreamRelay:
