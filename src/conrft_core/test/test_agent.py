@@ -227,3 +227,26 @@ def test_q_gripper_false_keeps_the_q_term_off_the_gripper_command():
         grads[q_gripper] = w.view(1, 7, -1).abs().sum(-1)[0]
     assert grads[True][6] > 0 and grads[False][6] == 0
     torch.testing.assert_close(grads[False][:6], grads[True][:6])
+
+
+def test_online_ramp_moves_the_stage_weights_from_offline_to_online():
+    """online_ramp_updates: the online actor loss starts as the offline one and becomes the online one after the
+    ramp; without it the weights switch at once."""
+    cfg = dict(consistency=ConsistencyConfig(hidden_dim=16), critic=CriticConfig(hidden_dim=16),
+               offline=StageWeights(beta=1.0, eta=0.0), online=StageWeights(beta=0.1, eta=1.0))
+    agent = ConRFTAgent(2, AgentConfig(**cfg, online_ramp_updates=100))
+    assert agent.stage_weights(offline=False, online_updates=0) == StageWeights(1.0, 0.0)
+    half = agent.stage_weights(offline=False, online_updates=50)
+    assert math.isclose(half.beta, 0.55) and math.isclose(half.eta, 0.5)
+    assert agent.stage_weights(offline=False, online_updates=100) == StageWeights(0.1, 1.0)
+    assert agent.stage_weights(offline=True, online_updates=50) == StageWeights(1.0, 0.0)
+    assert ConRFTAgent(2, AgentConfig(**cfg)).stage_weights(offline=False, online_updates=0) == StageWeights(0.1, 1.0)
+    batch = toy_batch(16, torch.Generator().manual_seed(7))
+    losses = {}
+    for offline, done in ((True, 0), (False, 0), (False, 100), (False, 10**6)):
+        torch.manual_seed(0)  # the same consistency noise for each loss
+        losses[offline, done] = agent.actor_loss(batch, offline, online_updates=done)[0].item()
+    assert losses[False, 0] == losses[True, 0]
+    assert losses[False, 100] == losses[False, 10**6] != losses[True, 0]
+    with pytest.raises(ValueError, match="online_ramp_updates"):
+        AgentConfig(online_ramp_updates=-1)

@@ -54,6 +54,18 @@ def test_the_online_stage_starts_with_fresh_optimiser_state(fresh):
     assert set(adam_steps(run.agent.actor_opt)) == {4 if fresh else 9}
 
 
+def test_the_online_ramp_counts_online_updates_only():
+    """The ramp of the stage weights starts at the first online update, after however many offline ones."""
+    run = make_run(agent={"online_ramp_updates": 4, "consistency": {"hidden_dim": 16}})
+    offline_stage(run)
+    seen = []
+    weights = run.agent.stage_weights
+    run.agent.stage_weights = lambda offline, online_updates: seen.append(online_updates) or weights(offline, online_updates)
+    rng = np.random.default_rng(1)
+    learn_from_episode(run, episode(9, 6, rng), rng.normal(size=(7, D)).astype(np.float32))
+    assert seen == [0, 1, 2, 3, 4, 5]
+
+
 def test_diagnostics_do_not_change_what_is_trained():
     plain = make_run()  # each run seeds torch when it is made: train one, then the other
     sample = plain.sampler(mixed=False)

@@ -81,6 +81,9 @@ class AgentConfig:
     q_gripper: bool = True
     bc_mask_padding: bool = True  # BC ignores chunk steps past the episode end (Q-chunking)
     fresh_online_optimizers: bool = True  # new Adam state at the offline -> online switch (released code)
+    # > 0: (beta, eta) move linearly from the offline to the online stage weights over this many online actor
+    # updates instead of switching at once (both ConRFT readings switch at once).
+    online_ramp_updates: int = 0
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     critic_updates_per_actor: int = 2
@@ -100,6 +103,8 @@ class AgentConfig:
             raise ValueError("agent.actor_lr and agent.critic_lr must be positive")
         if self.critic_updates_per_actor < 1:
             raise ValueError("agent.critic_updates_per_actor must be >= 1")
+        if self.online_ramp_updates < 0:
+            raise ValueError(f"agent.online_ramp_updates must be >= 0, got {self.online_ramp_updates}")
 
     @property
     def horizon(self) -> int:
@@ -200,11 +205,21 @@ class ConRFTAgent(nn.Module):
     def bc_mask(self, batch: dict) -> torch.Tensor | None:
         return batch["reward_mask"] if self.cfg.bc_mask_padding else None
 
-    def actor_loss(self, batch: dict, offline: bool) -> tuple[torch.Tensor, dict]:
+    def stage_weights(self, offline: bool, online_updates: int = 0) -> StageWeights:
+        """The stage's (beta, eta); online, after `online_updates` actor updates of that stage (online_ramp_updates)."""
+        off, on, n = self.cfg.offline, self.cfg.online, self.cfg.online_ramp_updates
+        if offline:
+            return off
+        if online_updates >= n:
+            return on
+        f = online_updates / n
+        return StageWeights(off.beta + f * (on.beta - off.beta), off.eta + f * (on.eta - off.eta))
+
+    def actor_loss(self, batch: dict, offline: bool, online_updates: int = 0) -> tuple[torch.Tensor, dict]:
         """beta * (consistency BC + action_anchor * ||pi(s) - a||^2, on the rows bc_data names) - eta * mean
         Q(s, pi(s)) (over the batch; / mean|Q| with q_normalize). The anchor counters the Q term on the executed
         action, so the imitation methods (update_bc) train on the consistency BC alone, as their authors do."""
-        w = self.cfg.offline if offline else self.cfg.online
+        w = self.stage_weights(offline, online_updates)
         s = self.actor_state(batch)  # full fine-tuning: both terms reach the backbone through s
         with torch.no_grad():
             c = self.critic_state(batch)
@@ -224,9 +239,10 @@ class ConRFTAgent(nn.Module):
         loss = w.beta * bc - w.eta * q_term
         return loss, {"actor/bc": bc.item(), "actor/q_pi": q_pi.mean().item()}
 
-    def update(self, sample_batch, offline: bool) -> dict:
+    def update(self, sample_batch, offline: bool, online_updates: int = 0) -> dict:
         """One actor update preceded by `critic_updates_per_actor` critic updates (UTD), each on a fresh batch
-        from `sample_batch()`; target networks follow by Polyak averaging after every critic step."""
+        from `sample_batch()`; target networks follow by Polyak averaging after every critic step.
+        `online_updates`: the online stage's updates before this one (online_ramp_updates)."""
         info = {}
         for _ in range(self.cfg.critic_updates_per_actor):
             batch = sample_batch()
@@ -235,7 +251,7 @@ class ConRFTAgent(nn.Module):
             self.critic.update_targets()
             if self.encoders is not None:
                 self.encoders.update_critic_target(self.cfg.critic.tau)
-        loss, actor_info = self.actor_loss(batch, offline)
+        loss, actor_info = self.actor_loss(batch, offline, online_updates)
         self.actor_step(loss)
         return {**info, **actor_info}
 

@@ -108,7 +108,12 @@ class TrainRun:
     def update(self, sample: Callable[[], dict], offline: bool) -> dict:
         """One agent update (BC only for the imitation methods), timed and counted."""
         start = time.perf_counter()
-        info = self.agent.update_bc(sample) if self.method.imitation else self.agent.update(sample, offline=offline)
+        if self.method.imitation:
+            info = self.agent.update_bc(sample)
+        elif isinstance(self.agent, ConRFTAgent):
+            info = self.agent.update(sample, offline=offline, online_updates=self.updates - self.offline_done)
+        else:
+            info = self.agent.update(sample, offline=offline)
         self.update_seconds += time.perf_counter() - start
         self.updates += 1
         if self.on_update is not None:
