@@ -5,6 +5,7 @@ SHELL := /bin/bash
 WS := source ./env.sh &&
 DEMO_OUT ?= out/demo
 DEMO_STEPS ?= 3000
+DEMO_EVAL_EPISODES ?= 20
 
 .PHONY: help setup test demo bench clean
 
@@ -12,7 +13,8 @@ help:
 	@echo "make setup   create .venv, install pinned requirements, build the colcon workspace (idempotent)"
 	@echo "make demo    the main job: a simulated ROS 2 training session on pick_cube (VLA pretraining, demos,"
 	@echo "             offline stage, online stage with the scripted human over DDS, evaluation table + curve);"
-	@echo "             ~17 min on 2 CPU cores with setup; DEMO_STEPS=12000 for the full online budget"
+	@echo "             ~15 min on 2 CPU cores with setup; DEMO_STEPS=12000 for the full online budget,"
+	@echo "             DEMO_EVAL_EPISODES=100 for a curve 20 evaluation episodes cannot resolve (~6 min more)"
 	@echo "make test    every test of every package (pytest)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"
 	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--jobs 2')"
@@ -37,7 +39,7 @@ demo: setup
 	  conrft session config/sim_pick_cube.yaml vla_checkpoint:=$(DEMO_OUT)/vla.safetensors \
 	    demo_bag:=$(DEMO_OUT)/pick_cube_demos run_dir:=$(DEMO_OUT)/session online_env_steps:=$(DEMO_STEPS) \
 	    | grep --line-buffered -v '^\[sim\]' && \
-	  conrft report $(DEMO_OUT)/session --episodes 20
+	  conrft report $(DEMO_OUT)/session --episodes $(DEMO_EVAL_EPISODES)
 
 bench: setup
 	@$(WS) python -m conrft_sim.bench --out results/sim_bench.json && \
