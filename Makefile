@@ -14,7 +14,7 @@ help:
 	@echo "make demo    the main job: a simulated ROS 2 training session on pick_cube (VLA pretraining, demos,"
 	@echo "             offline stage, online stage with the scripted human over DDS, evaluation table + curve);"
 	@echo "             ~15 min on 2 CPU cores with setup; DEMO_STEPS=12000 for the full online budget,"
-	@echo "             DEMO_EVAL_EPISODES=100 for a curve 20 evaluation episodes cannot resolve (~6 min more)"
+	@echo "             DEMO_EVAL_EPISODES=100 for a curve 20 evaluation episodes cannot resolve (~4 min more)"
 	@echo "make test    every test of every package (pytest)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"
 	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--jobs 2')"
