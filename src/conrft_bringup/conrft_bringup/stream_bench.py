@@ -1,12 +1,15 @@
 """Target streaming in the node graph (part of the graph bench, results/graph_bench.{json,md}), two measurements:
 
 - timing, the real robot's path: the policy node and its target streamer (a process of its own, streaming on the
-  steady clock as on a robot) on wall time, driving a robot that this process plays (RobotState at 100 Hz, two
-  128x128 cameras at 10 Hz), the default VLA running a policy, while a `conrft train` process trains on the same
-  cores as a learner would. Streamed target period p50 / p99 and |period - 1 / stream_rate| p99 as this process
-  receives them (its own scheduling counts too) and as the streamer stamped them (on the steady clock step targets
-  wait for the next tick; an episode's holds are sent at once), the 10 Hz step period's |deviation| p99 (ActionChunks:
-  one a step with H = 1) the same two ways, and late and slow steps per 1000 from the policy node's /diagnostics;
+  steady clock as on a robot) on wall time with policy_real.yaml's action_deadline, driving a robot that this
+  process plays (RobotState at 100 Hz, two 128x128 cameras at 30 Hz, camera_publisher's rate), the default VLA
+  running a policy, while a `conrft train` process trains on the same cores as a learner would. Streamed target
+  period p50 / p99 and |period - 1 / stream_rate| p99 as this process receives them (its own scheduling counts
+  too) and as the streamer stamped them (on the steady clock step targets wait for the next tick; an episode's
+  holds are sent at once); the 10 Hz step period's |deviation| p99 as the controller gets the steps (each step
+  target's segment starts at its stamp, or at its arrival when that is later: the streamer's rule) and, for
+  comparison, when each step's action was ready (ActionChunks: one a step with H = 1); late and slow steps per
+  1000 from the policy node's /diagnostics (slow: not ready by the deadline, held);
 - smoothness, the sim arm: the sim node (physics, real time) driven by the policy node with one target per step
   and, through the target streamer, streamed at 100 Hz, the same random policy: the end effector's peak
   acceleration (from RobotState twists).
@@ -27,10 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from conrft_bringup.graph_bench import CONFIG, _Graph, _policy, _vla, _weights_msg
+from conrft_core.robot.node_params import file_parameters
 from conrft_policy.ros_io import stamp_seconds
 
 INSTRUCTION = "pick up the red cube"
 SIZE = 128
+DEADLINE = file_parameters([CONFIG / "policy_real.yaml"], "policy")["action_deadline"]  # the robot's setting
 
 
 def _policy_params(vla: Path, **extra) -> dict:
@@ -56,7 +61,7 @@ def _training_load(tmp: Path, nice: int) -> subprocess.Popen:
 
 
 class _Robot:
-    """RobotState at 100 Hz and two cameras at 10 Hz on wall time, /sim/reset; records what the node sends."""
+    """RobotState at 100 Hz and two cameras at 30 Hz on wall time, /sim/reset; records what the node sends."""
 
     def __init__(self, node):
         from diagnostic_msgs.msg import DiagnosticArray
@@ -65,11 +70,12 @@ class _Robot:
         from sensor_msgs.msg import Image
         from std_msgs.msg import Bool
 
-        from conrft_interfaces.msg import ActionChunk, RobotState
+        from conrft_interfaces.msg import ActionChunk, RobotState, StreamTarget
         from conrft_interfaces.srv import ResetEpisode
 
         self.node, self.targets, self.chunks, self.diag = node, [], [], {}
         self.target_stamps, self.chunk_stamps = [], []  # the nodes' own stamps: their timing, not this one's
+        self.step_starts = []  # (stamp, arrival) of each step target, both on the ROS clock
         self.RobotState, self.Image, self.Bool = RobotState, Image, Bool
         self.pub_state = node.create_publisher(RobotState, "/conrft/robot_state", 10)
         self.pub_images = [node.create_publisher(Image, f"/camera/{c}/image_raw",
@@ -81,9 +87,10 @@ class _Robot:
                                  lambda m: self._on(m, self.targets, self.target_stamps), 100)
         node.create_subscription(ActionChunk, "/conrft/action_chunk",
                                  lambda m: self._on(m, self.chunks, self.chunk_stamps), 10)
+        node.create_subscription(StreamTarget, "/conrft/step_target", self._on_step_target, 10)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         node.create_timer(0.01, self._state)
-        node.create_timer(0.1, self._images)
+        node.create_timer(1.0 / 30.0, self._images)
         self.pixels = np.random.default_rng(0).integers(0, 256, SIZE * SIZE * 3, np.uint8).tobytes()
         self.episodes = 0
 
@@ -91,6 +98,10 @@ class _Robot:
     def _on(msg, arrivals: list, stamps: list) -> None:
         arrivals.append(time.monotonic())
         stamps.append(stamp_seconds(msg.header.stamp))
+
+    def _on_step_target(self, msg) -> None:
+        if msg.command == msg.TARGET:
+            self.step_starts.append((stamp_seconds(msg.header.stamp), self.node.get_clock().now().nanoseconds * 1e-9))
 
     def _reset(self, request, response):
         self.episodes += 1
@@ -129,12 +140,14 @@ def _weights(graph, feature_dim: int) -> None:
     graph.weights_pub.publish(_weights_msg(policy, cfg, 1))
 
 
-def bench_timing(tmp: Path, seconds: float, load_nice: int, priority: int = 0, stream_rate: float = 100.0) -> dict:
+def bench_timing(tmp: Path, seconds: float, load_nice: int, priority: int = 0, stream_rate: float = 100.0,
+                 deadline: float = DEADLINE) -> dict:
     vla = tmp / "stream_vla.safetensors"
     feature_dim = _vla(vla, SIZE, 128, 3).feature_dim
     load = _training_load(tmp, load_nice)
     log = tmp / f"stream_timing_{load_nice}_{priority}.log"
-    graph = _Graph({"policy": _policy_params(vla, stream_rate=stream_rate, max_episode_steps=100000),
+    graph = _Graph({"policy": _policy_params(vla, stream_rate=stream_rate, max_episode_steps=100000,
+                                             action_deadline=deadline),
                     "target_streamer": _streamer_params(stream_priority=priority)}, log, use_sim_time=False)
     try:
         robot = _Robot(graph.node)
@@ -143,13 +156,14 @@ def bench_timing(tmp: Path, seconds: float, load_nice: int, priority: int = 0, s
             raise RuntimeError(f"the policy node never ran a step; see {log}")
         graph.spin_for(1.5)  # a diagnostics message with the counters before the window
         before = {k: int(robot.diag.get(k, 0)) for k in ("late_steps", "slow_steps", "step")}
-        for series in (robot.targets, robot.chunks, robot.target_stamps, robot.chunk_stamps):
+        for series in (robot.targets, robot.chunks, robot.target_stamps, robot.chunk_stamps, robot.step_starts):
             series.clear()
         graph.spin_for(seconds)
         graph.spin_for(1.5)
         after = {k: int(robot.diag.get(k, 0)) for k in ("late_steps", "slow_steps", "step")}
         targets, chunks = np.diff(robot.targets), np.diff(robot.chunks)
         sent_targets, sent_chunks = np.diff(robot.target_stamps), np.diff(robot.chunk_stamps)
+        steps_started = np.diff([max(stamp, arrival) for stamp, arrival in robot.step_starts])
         episodes = robot.episodes  # > 1: stale data ended an episode (the log says which source)
     finally:
         graph.close()
@@ -161,12 +175,13 @@ def bench_timing(tmp: Path, seconds: float, load_nice: int, priority: int = 0, s
             "stream_period_ms_p50": 1e3 * float(np.percentile(targets, 50)),
             "stream_period_ms_p99": 1e3 * float(np.percentile(targets, 99)),
             "stream_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(targets - period), 99)),
-            "step_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(chunks - 0.1), 99)),
+            "step_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(steps_started - 0.1), 99)),
+            "ready_step_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(chunks - 0.1), 99)),
             "sent_stream_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(sent_targets - period), 99)),
-            "sent_step_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(sent_chunks - 0.1), 99)),
+            "sent_ready_step_period_deviation_ms_p99": 1e3 * float(np.percentile(np.abs(sent_chunks - 0.1), 99)),
             "late_steps_per_1000": 1e3 * (after["late_steps"] - before["late_steps"]) / steps,
             "slow_steps_per_1000": 1e3 * (after["slow_steps"] - before["slow_steps"]) / steps,
-            "episodes": episodes, "stream_priority": priority,
+            "episodes": episodes, "stream_priority": priority, "action_deadline_s": deadline,
             "load": f"conrft train (state features, 1 torch thread) at nice {load_nice}"}
 
 
@@ -205,7 +220,8 @@ def bench_smoothness(tmp: Path, seconds: float) -> dict:
 
 def _timing_rows(t: dict) -> list[str]:
     load = f"training load at nice {t['load'].split()[-1]}" + (
-        f", streamer SCHED_FIFO {t['stream_priority']}" if t["stream_priority"] else "")
+        f", streamer SCHED_FIFO {t['stream_priority']}" if t["stream_priority"] else "") + (
+        f", action_deadline {1e3 * t['action_deadline_s']:.0f} ms" if t["action_deadline_s"] else ", no action_deadline")
     return [
         f"| streamed targets at {t['stream_rate']:.0f} Hz, wall clock, inference and a {load} on the same cores "
         f"({t['streamed_targets']} targets) | period p50 {t['stream_period_ms_p50']:.1f} ms, p99 "
@@ -213,8 +229,9 @@ def _timing_rows(t: dict) -> list[str]:
         f"{t['stream_period_deviation_ms_p99']:.1f} ms as received, {t['sent_stream_period_deviation_ms_p99']:.1f} "
         f"ms as stamped by the streamer | <= 2 ms |",
         f"| 10 Hz step period with streaming, {load} ({t['steps']} steps, {t['episodes']} episode(s)) | "
-        f"abs(period - 100 ms) p99 {t['step_period_deviation_ms_p99']:.1f} ms as received, "
-        f"{t['sent_step_period_deviation_ms_p99']:.1f} ms as stamped | <= 5 ms |",
+        f"abs(period - 100 ms) p99 {t['step_period_deviation_ms_p99']:.1f} ms as the controller gets the steps; "
+        f"actions ready: {t['ready_step_period_deviation_ms_p99']:.1f} ms as received, "
+        f"{t['sent_ready_step_period_deviation_ms_p99']:.1f} ms as stamped | <= 5 ms |",
         f"| late / slow steps with streaming, {load} | {t['late_steps_per_1000']:.1f} / "
         f"{t['slow_steps_per_1000']:.1f} per 1000 | 0 |",
     ]
@@ -223,7 +240,8 @@ def _timing_rows(t: dict) -> list[str]:
 def markdown(r: dict) -> list[str]:
     stepped, streamed = (r["smoothness"][k] for k in ("stepped", "streamed_100hz"))
     return [
-        *_timing_rows(r["timing"]), *_timing_rows(r["timing_load_nice10"]), *_timing_rows(r["timing_fifo"]),
+        *(row for key in ("timing", "timing_load_nice10", "timing_fifo", "timing_no_deadline")
+          for row in _timing_rows(r[key])),
         f"| sim arm end-effector acceleration, stepped vs streamed at 100 Hz | peak {stepped['peak_accel_m_s2']:.2f} "
         f"vs {streamed['peak_accel_m_s2']:.2f} m/s^2, p99 {stepped['accel_m_s2_p99']:.2f} vs "
         f"{streamed['accel_m_s2_p99']:.2f} m/s^2 | lower streamed |",
@@ -233,7 +251,9 @@ def markdown(r: dict) -> list[str]:
 def run(tmp: Path, seconds: float) -> dict:
     os.environ["OMP_NUM_THREADS"] = "1"  # the nodes too: on 2 cores a second torch thread per process oversubscribes
     return {"timing": bench_timing(tmp, seconds, 0), "timing_load_nice10": bench_timing(tmp, seconds, 10),
-            "timing_fifo": bench_timing(tmp, seconds, 0, priority=50), "smoothness": bench_smoothness(tmp, seconds)}
+            "timing_fifo": bench_timing(tmp, seconds, 0, priority=50),
+            "timing_no_deadline": bench_timing(tmp, seconds, 0, deadline=0.0),
+            "smoothness": bench_smoothness(tmp, seconds)}
 
 
 def main() -> int:

@@ -48,6 +48,32 @@ def test_on_a_robot_a_step_target_waits_for_the_next_tick():
     assert r.receive(HOLD, [0.505, 0.0, 0.2], Q0, now=0.2, target_at_once=False) is not None  # holds: at once
 
 
+def test_a_step_target_stamped_ahead_starts_at_its_stamp_and_a_hold_drops_it():
+    """action_deadline: a target that came early waits; its segment starts at its start, not at receipt or at the
+    tick that found it due: however long a step's inference took, the stream is the same."""
+    def stream(received: float) -> list:
+        r = relay(stream_max_accel=100.0)
+        r.receive(HOLD, [0.5, 0.0, 0.2], Q0, now=0.0)
+        split = np.floor(received * 100) / 100  # the stream's last tick before the target came
+        poses = ticks(r, 0.0, split)
+        assert r.receive(TARGET, [0.51, 0.0, 0.2], Q0, now=received, target_at_once=False, start=0.045) is None
+        return poses + ticks(r, split, 0.2)
+
+    fast, slow = stream(received=0.013), stream(received=0.042)
+    np.testing.assert_allclose([p for p, _ in fast], [p for p, _ in slow], atol=1e-12)
+    xs = [p[0] for p, _ in fast]  # ticks at 0.01, 0.02, ...: 0.05 is the first after the start, half a tick in
+    np.testing.assert_allclose(np.diff([0.5, *xs])[:6], [0, 0, 0, 0, 0.0005, 0.001], atol=1e-9)
+    np.testing.assert_allclose(xs[14:], 0.51, atol=1e-9)  # there from 0.145 on
+
+    r = relay(stream_max_accel=100.0)
+    r.receive(HOLD, [0.5, 0.0, 0.2], Q0, now=0.0)
+    r.receive(TARGET, [0.55, 0.0, 0.2], Q0, now=0.01, target_at_once=False, start=0.05)
+    r.receive(HOLD, [0.505, 0.0, 0.2], Q0, now=0.02)  # a hold drops the target still waiting
+    assert all(np.allclose(p, [0.505, 0.0, 0.2]) for p, _ in ticks(r, 0.02, 0.2))
+    r.receive(TARGET, [0.515, 0.0, 0.2], Q0, now=0.2, target_at_once=False, start=0.15)  # after its start
+    np.testing.assert_allclose(r.sample(0.21)[0], [0.506, 0.0, 0.2], atol=1e-9)  # begins at receipt
+
+
 def test_nothing_is_streamed_after_a_stop_until_the_next_hold():
     r = relay()
     assert r.sample(0.0) is None  # nothing before the first hold

@@ -25,8 +25,11 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    it over one control period; a hold is streamed at once, an episode starts with a hold at the measured pose
    and ends with a stop (conrft_core.robot.relay). A step whose action comes later than one control period
    after its tick (the stream has then reached the last target and stays there) counts as `slow_steps` in
-   /diagnostics. The control step keeps its meaning: transitions, chunks and rewards are per step as without
-   streaming.
+   /diagnostics. On a robot `action_deadline` takes inference off the command's timing: each step's target is
+   stamped with its tick (on the timer's grid) plus the deadline and the streamer starts it then, so the steps
+   reach the controller one control period apart; a step not ready by its deadline is not sent (the stream
+   stays at the last step's target), counts as `slow_steps` and is published as held, never as the human's.
+   The control step keeps its meaning: transitions, chunks and rewards are per step as without streaming.
 
 Every published transition also goes into an on-disk outbox (`outbox_dir`, conrft_core.data.outbox) until the
 learner acknowledges its episode on /conrft/episode_acks: a partition longer than a DDS lease, a learner restart
@@ -59,6 +62,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
+from rclpy.time import Time
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float64
 from visualization_msgs.msg import Marker, MarkerArray
@@ -119,6 +123,10 @@ PARAMS = {
     # Hz the target streamer streams step targets at (the controller preset's); 0 = one target per step, sent here
     "stream_rate": 0.0,
     "step_target_topic": "/conrft/step_target",  # StreamTarget to the target streamer (stream_rate > 0)
+    # s after its tick at which a step's target starts streaming on a robot (stream_rate > 0, wall clock; the sim
+    # waits for each target instead): steps reach the controller one control period apart whatever inference
+    # took, and a step not ready by then holds (slow_steps). 0 = each target starts when it is ready.
+    "action_deadline": 0.0,
     "success_reward": 10.0,
     "step_penalty": 0.05,
     "device": "auto",
@@ -153,6 +161,12 @@ class PolicyNode(Node):
             raise ConfigError(f"parameter 'stream_rate' must be >= 0 Hz (0: one target per step), "
                               f"got {p['stream_rate']}")
         self.streaming = p["stream_rate"] > 0  # the target streamer streams this node's step targets
+        self.period = 1.0 / p["control_rate"]
+        if not 0 <= p["action_deadline"] <= self.period:
+            raise ConfigError(f"parameter 'action_deadline' must be in [0, 1 / control_rate = {self.period:g}] s, "
+                              f"got {p['action_deadline']}")
+        sim_time = self.get_parameter("use_sim_time").value
+        self.deadline = p["action_deadline"] if self.streaming and not sim_time else 0.0  # see PARAMS
         self.cameras = list(p["cameras"])
         self.featurizer = None  # teleop_only: no policy runs
         if not p["teleop_only"]:
@@ -214,7 +228,7 @@ class PolicyNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "/conrft/markers", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.reset_client = self.create_client(ResetEpisode, p["reset_service"])
-        self.create_timer(1.0 / p["control_rate"], self._tick)
+        self.control_timer = self.create_timer(self.period, self._tick)
         # The teleop watchdog runs on wall time at 50 Hz: waiting for the next control tick could add a whole
         # control period to the hold after a teleop dies.
         self.create_timer(0.02, self._teleop_watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -223,7 +237,8 @@ class PolicyNode(Node):
             f"policy node ready: {'checkpoint ' + p['policy_checkpoint'] if self.policy else 'waiting for weights'}"
             f" on {p['weights_topic']}; commanding {p['target_topic']} at {p['control_rate']} Hz"
             + (f", streamed at {p['stream_rate']} Hz by the target streamer on {p['step_target_topic']}"
-               if self.streaming else ""))
+               if self.streaming else "")
+            + (f", each step's target starting {self.deadline * 1e3:.0f} ms after its tick" if self.deadline else ""))
 
     # --- the outbox -----------------------------------------------------------------------------------------
     def _open_outbox(self) -> Outbox:
@@ -365,6 +380,8 @@ class PolicyNode(Node):
             late = self.due is not None  # the last tick's images never came: this step takes the latest ones
             self.late_steps += late and self.phase == "running"
             self.due = self.get_clock().now().nanoseconds * 1e-9
+            if self.deadline:  # the tick's own instant on the timer's grid, however late this callback runs
+                self.due -= self.period - self.control_timer.time_until_next_call() * 1e-9
             self._advance(force=late)
 
     def _advance(self, force: bool = False) -> None:
@@ -493,17 +510,22 @@ class PolicyNode(Node):
             action, policy_action, intervened = None, np.zeros(7), False
         else:
             action, policy_action, intervened = self._choose(feats)
+        start = obs["tick"] + self.deadline if self.deadline else None
+        late = self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > (self.deadline or self.period)
+        self.slow_steps += self.streaming and late and action is not None
+        missed = start is not None and late and action is not None
+        if missed:  # not ready by its deadline: the stream stays at the last step's target; re-plan next step
+            self.chunk.clear()
+            action = None
         held = action is None
         if held:
-            self._hold()
+            if not missed:
+                self._hold()
             action = np.array([0, 0, 0, 0, 0, 0, self.gripper_cmd])
         else:
             target_pos, target_quat, width = action_to_target(action, obs["pos"], obs["quat"], self.scale, self.box)
-            self._send_target(target_pos, target_quat)
+            self._send_target(target_pos, target_quat, start=start)
             self.pub_gripper.publish(Float64(data=width))
-            if self.streaming and self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > \
-                    1.0 / self.params["control_rate"]:
-                self.slow_steps += 1  # the stream reached the last target meanwhile and held there
             self.gripper_cmd = float(action[6])
         self.prev = {"obs": obs, "action": action, "policy_action": policy_action, "intervened": intervened,
                      "held": held, "version": self.version}
@@ -644,11 +666,11 @@ class PolicyNode(Node):
         return True
 
     # --- targets --------------------------------------------------------------------------------------------
-    def _send_target(self, pos, quat, hold: bool = False) -> None:
+    def _send_target(self, pos, quat, hold: bool = False, start: float | None = None) -> None:
         """A step's target, or a hold at the measured pose: one target now; streaming, to the target streamer,
         which streams from there (conrft_policy/target_streamer: holds at once, step targets from the next tick on
-        a robot)."""
-        stamp = self.get_clock().now().to_msg()
+        a robot, or from `start`, the stamp, when that is later)."""
+        stamp = (self.get_clock().now() if start is None else Time(nanoseconds=round(start * 1e9))).to_msg()
         msg = pose_stamped(pos, quat, self.params["frame_id"], stamp)
         if self.streaming:
             msg = StreamTarget(header=msg.header, pose=msg.pose,

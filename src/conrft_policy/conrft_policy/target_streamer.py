@@ -6,7 +6,9 @@ conrft_core.robot.relay's) and publishes PoseStamped on `target_topic`, each cli
 with its own instant, at every period: on a robot one thread takes messages until the next deadline of the steady
 clock and publishes at it (SCHED_FIFO with `stream_priority`), under use_sim_time a timer on sim time (sim time
 only moves between callbacks). A hold is published at once as well; a step target only under use_sim_time (a sim
-waiting for a target stamped at its step goes on), so a robot's controller gets targets on the stream's grid. Nothing is published after a stop (the episode is over), `stream_timeout` after the
+waiting for a target stamped at its step goes on), so a robot's controller gets targets on the stream's grid; on a
+robot a step target stamped later than its arrival (the policy node's `action_deadline`) starts at its stamp.
+Nothing is published after a stop (the episode is over), `stream_timeout` after the
 policy node's last message, or while a node other than `reset_node` publishes on `target_topic` (two drivers fight
 over one arm; CRISP ignores both), which the log names. Its topics, frame, safety box and rates are the policy
 node's (conrft_core.robot.relay.FROM_POLICY, passed on by the launch files and `conrft session`).
@@ -28,7 +30,7 @@ from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.relay import RelayError, relay_from_parameters
 from conrft_core.robot.signals import SPIN_PERIOD
 from conrft_interfaces.msg import StreamTarget
-from conrft_policy.ros_io import pose_arrays, pose_stamped, run_node
+from conrft_policy.ros_io import pose_arrays, pose_stamped, run_node, stamp_seconds
 
 PARAMS = {
     # The policy node's (same names, same defaults; the launchers pass its values on):
@@ -109,8 +111,12 @@ class TargetStreamerNode(Node):
                                       f"'{self.params['frame_id']}': refused", throttle_duration_sec=1.0)
             return
         stamp, now = self._now()
+        # On a robot a step target stamped ahead (the policy node's action_deadline) starts at its stamp: the
+        # steady clock's instant of it, from the two clocks read together (the policy node is on this host).
+        start = None if self.sim_time else now + (stamp_seconds(msg.header.stamp) - stamp.nanoseconds * 1e-9)
         try:
-            pose = self.relay.receive(msg.command, *pose_arrays(msg.pose), now, target_at_once=self.sim_time)
+            pose = self.relay.receive(msg.command, *pose_arrays(msg.pose), now, target_at_once=self.sim_time,
+                                      start=start)
         except RelayError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
             return

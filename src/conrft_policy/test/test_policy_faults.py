@@ -25,7 +25,7 @@ from conrft_core.learning.policy import Policy, build_agent
 from conrft_core.robot.node_params import file_parameters
 from conrft_core.robot.relay import streamer_parameters
 from conrft_core.robot.weights import pack
-from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, Transition
+from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, StreamTarget, Transition
 from conrft_interfaces.srv import ResetEpisode
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -104,6 +104,7 @@ class FakeRobot:
         self.chunks: list[ActionChunk] = []
         self.transitions: list[Transition] = []
         self.phases: list[str] = []  # the policy node's phase, from its 1 Hz diagnostics
+        self.diagnostics: dict[str, str] = {}  # the policy node's latest
         self.gripper: list[float] = []
         self.resets = 0
         self.cameras_on = {"front": True, "wrist": True}
@@ -174,7 +175,8 @@ class FakeRobot:
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name == "conrft/policy":
-                self.phases.append({kv.key: kv.value for kv in status.values}["phase"])
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.phases.append(self.diagnostics["phase"])
 
     def send(self, msg: PolicyWeights) -> None:
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -475,6 +477,15 @@ def test_a_fully_fine_tuned_checkpoint_is_refused(ros_process, vla, tmp_path):
     assert "was trained with features: vla_finetune" in node.output()
 
 
+def start_streamer(ros_process, tmp_path, *params):
+    """The target streamer with the policy node's parameters (stream_rate 100 Hz), as the launchers start it."""
+    shared = streamer_parameters({**file_parameters([PARAMS_FILE], "policy"), "stream_rate": 100.0})
+    streamer_file = tmp_path / "target_streamer.yaml"
+    streamer_file.write_text(yaml.safe_dump({"target_streamer": {"ros__parameters": shared}}))
+    return ros_process("conrft_policy.target_streamer", "--params-file", str(STREAMER_FILE), "--params-file",
+                       str(streamer_file), *(a for k in params for a in ("-p", k)))
+
+
 def test_streamed_targets_move_within_the_speed_limit_between_steps(ros_process, ros_node, vla, tmp_path):
     """stream_rate 100 Hz: the policy node sends its step targets to the target streamer, a process of its own
     (and does not move before one listens), which streams several targets per 10 Hz step, each within the speed
@@ -491,12 +502,7 @@ def test_streamed_targets_move_within_the_speed_limit_between_steps(ros_process,
     wait.log(r"no target streamer subscribes to /conrft/step_target: not moving the robot")
     assert robot.targets == [] and robot.resets == 0
 
-    # The streamer with the policy node's parameters, as the launchers start it.
-    shared = streamer_parameters({**file_parameters([PARAMS_FILE], "policy"), "stream_rate": 100.0})
-    streamer_file = tmp_path / "target_streamer.yaml"
-    streamer_file.write_text(yaml.safe_dump({"target_streamer": {"ros__parameters": shared}}))
-    streamer = ros_process("conrft_policy.target_streamer", "--params-file", str(STREAMER_FILE), "--params-file",
-                           str(streamer_file), "-p", f"stream_max_speed:={max_speed}")
+    streamer = start_streamer(ros_process, tmp_path, f"stream_max_speed:={max_speed}")
     wait(lambda: len(robot.transitions) >= 2 * MAX_STEPS, "two episodes of streamed targets", 90)
     since = len(robot.transitions)
     stopped = robot.now()
@@ -527,3 +533,55 @@ def test_streamed_targets_move_within_the_speed_limit_between_steps(ros_process,
                       "-p", "stream_rate:=-1.0")
     assert bad.wait(timeout=60) == 1, bad.output()
     assert "parameter 'stream_rate' must be >= 0 Hz" in bad.output()
+
+
+def test_an_action_deadline_puts_every_step_on_the_grid_and_holds_a_step_that_misses_it(ros_process, ros_node, vla,
+                                                                                      tmp_path):
+    """On a robot (wall clock, streaming) with action_deadline D each step target is stamped with its tick on the
+    timer's grid plus D and reaches the streamer before that: the steps start one control period apart however
+    long inference took. With a deadline no inference meets, no step target is sent: every step is held (the
+    stream stays where it is), published as held, and counted as slow. A deadline past a control period is
+    refused naming it."""
+    vla_path, dim = vla
+    robot = FakeRobot(ros_node)
+    steps: list[tuple[float, float]] = []  # (stamp, arrival) of each step target
+    ros_node.create_subscription(StreamTarget, "/conrft/step_target", lambda m: steps.append(
+        (stamp_s(m.header.stamp), robot.now())) if m.command == StreamTarget.TARGET else None, 100)
+    streamer = start_streamer(ros_process, tmp_path)
+    # sync_tolerance 0.09: the latest of the fake robot's 10 Hz frames serves the tick (a real camera runs at 30 Hz)
+    proc = start_policy(ros_process)(vla_path, "stream_rate:=100.0", "action_deadline:=0.08", "sync_tolerance:=0.09")
+    wait = Waiter(ros_node, proc)
+    wait.log(r"each step's target starting 80 ms after its tick", 90)
+    robot.send(weights(1, dim, seed=1))
+    wait(lambda: len(robot.transitions) >= MAX_STEPS, "an episode of deadline steps", 90)
+    episode = [t for t in robot.transitions if t.episode_id == robot.transitions[0].episode_id]
+    stamps, arrivals = np.array(steps[:len(episode)]).T
+    periods = np.diff(stamps)
+    assert np.all(np.abs(periods / 0.1 - np.round(periods / 0.1)) < 0.01), periods  # on the 100 ms grid
+    assert np.mean(np.abs(periods - 0.1) < 1e-3) >= 0.9, periods  # one control period apart (misses: 200 ms)
+    assert np.all(arrivals <= stamps + 0.005), arrivals - stamps  # sent before its deadline
+    assert sum(t.held for t in episode) <= 0.1 * len(episode)
+    proc.stop()
+    streamer.stop()
+
+    steps.clear()
+    held_from = len(robot.transitions)
+    streamer = start_streamer(ros_process, tmp_path)
+    proc = start_policy(ros_process, teleop_node=ros_node.get_name())(vla_path, "stream_rate:=100.0",
+                                                                      "action_deadline:=0.0001", "episodes:=1")
+    robot.intervention = Intervention(active=True, gripper=1.0)  # even the human's steps: held, not demonstrations
+    robot.intervention.twist.linear.x = 0.5
+    assert ros_node.spin_until(lambda: proc.proc.poll() is not None, 120), proc.output()[-4000:]
+    assert proc.proc.returncode == 0, proc.output()[-4000:]
+    held = robot.transitions[held_from:]
+    assert len(held) == MAX_STEPS and all(t.held for t in held) and sum(t.intervened for t in held) >= MAX_STEPS - 2
+    assert steps == [], "a step target sent past its deadline"
+    assert int(robot.diagnostics["slow_steps"]) >= MAX_STEPS // 2, robot.diagnostics  # its last 1 Hz report
+    robot.assert_safe()
+    streamer.stop()
+
+    bad = ros_process("conrft_policy.policy_node", "--params-file", str(PARAMS_FILE), "-p",
+                      f"vla_checkpoint:={vla_path}", "-p", f"instruction:={INSTRUCTION}", "-p", "device:=cpu",
+                      "-p", "stream_rate:=100.0", "-p", "action_deadline:=0.2")
+    assert bad.wait(timeout=60) == 1, bad.output()
+    assert "parameter 'action_deadline' must be in [0, 1 / control_rate = 0.1] s, got 0.2" in bad.output()

@@ -8,6 +8,11 @@ after the policy node's last message: a policy node that died or hangs leaves th
 and the topic to whoever drives next (home_reset between episodes). A step target with no hold since the last
 stop is refused: its segment would start from where the arm was before the reset.
 
+A step target may name its start (`start`, the policy node's `action_deadline` after its tick, on the stream's
+clock): it waits until then, and its segment starts at that instant rather than when it came, so that the steps
+the controller follows are one control period apart however long each step's inference took. One that comes after
+its start begins at once; a hold or a stop drops a target still waiting.
+
 The streamer takes the policy node's topics, frame, safety box and rates as they are (`FROM_POLICY`, passed on by
 the launch files and `conrft session`): the two cannot disagree on them.
 """
@@ -40,11 +45,16 @@ class StreamRelay:
         self.cfg, self.box, self.timeout = cfg, box, timeout
         self.streamer: TargetStreamer | None = None  # None: stopped (no pose to start a segment from)
         self.last = -math.inf  # time of the last target or hold
+        self.waiting: tuple | None = None  # (position, quaternion, start) of a step target before its start
 
-    def receive(self, command: int, pos, quat_wxyz, now: float, target_at_once: bool = True):
+    def receive(self, command: int, pos, quat_wxyz, now: float, target_at_once: bool = True,
+                start: float | None = None):
         """The pose to publish at once for a message received at `now`: a hold's always, a step target's with
         `target_at_once` (a sim waits for a target stamped at its step; a robot's controller wants targets on the
-        stream's grid, the next tick starts the segment), else None; None for a stop."""
+        stream's grid, the next tick starts the segment), else None; None for a stop. A step target whose `start`
+        is later than `now` waits for it (None)."""
+        self._begin_waiting(now)
+        self.waiting = None  # a newer message replaces a target still waiting
         if command == STOP:
             self.streamer = None
             return None
@@ -60,13 +70,24 @@ class StreamRelay:
         if self.streamer is None:
             raise RelayError("step target without a hold since the last stop: refused (the stream would start "
                              "from where the arm was before the reset)")
-        self.streamer.set_target(pos, quat, now)
         self.last = now
+        if start is not None and start > now:
+            self.waiting = (pos, quat, start)
+            return None
+        self.streamer.set_target(pos, quat, now)
         return self.streamer.sample(now) if target_at_once else None
 
     def sample(self, now: float):
         """The pose to stream at `now`; None when stopped or the policy node has been silent too long."""
+        self._begin_waiting(now)
         return self.streamer.sample(now) if self.streaming(now) else None
+
+    def _begin_waiting(self, now: float) -> None:
+        """A waiting step target whose start has come: its segment starts at that instant (not at `now`)."""
+        if self.waiting is not None and self.waiting[2] <= now:
+            pos, quat, start = self.waiting
+            self.waiting = None
+            self.streamer.set_target(pos, quat, start)
 
     def streaming(self, now: float) -> bool:
         return self.streamer is not None and now - self.last <= self.timeout
