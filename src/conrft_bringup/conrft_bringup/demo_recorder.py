@@ -34,7 +34,7 @@ from conrft_core.config import ConfigError
 from conrft_core.data.bags import DISTROS, TRANSITION_TYPE, TRANSITIONS_TOPIC, BagError, EpisodeBagWriter
 from conrft_core.data.transitions import EpisodeAssembler, TransitionError
 from conrft_core.robot.node_params import declare_all
-from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
+from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread, stop_requested
 from conrft_core.robot.spaces import TRANSITION_DIMS
 from conrft_interfaces.msg import Transition
 
@@ -226,7 +226,7 @@ def main(args=None) -> int:
             keys = threading.Thread(target=key_loop, args=(node, stop), daemon=True)
             keys.start()
             node.get_logger().info("keys: r = start/stop recording, q = finish and exit")
-        while rclpy.ok() and not node.done:
+        while rclpy.ok() and not node.done and not stop_requested():
             executor.spin_once(timeout_sec=SPIN_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

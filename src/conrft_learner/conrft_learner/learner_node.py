@@ -60,7 +60,7 @@ from conrft_core.learning.runlog import RunLog
 from conrft_core.learning.stages import learn_from_episode, offline_stage
 from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.node_params import declare_all
-from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
+from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread, stop_requested
 from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
 from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
@@ -319,7 +319,7 @@ def main(args=None) -> int:
     executor.add_node(node)
     node.worker.start()
     try:
-        while rclpy.ok() and not node.done:
+        while rclpy.ok() and not node.done and not stop_requested():
             executor.spin_once(timeout_sec=SPIN_PERIOD)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

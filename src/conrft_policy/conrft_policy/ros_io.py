@@ -13,7 +13,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RclpyTime
 
-from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread
+from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread, stop_requested
 
 
 def stamp_seconds(stamp: Time) -> float:
@@ -68,7 +68,7 @@ def run_node(make_node, name: str, args=None, make_executor=SingleThreadedExecut
     code = 0
     try:
         executor.add_node(node)
-        while rclpy.ok():
+        while rclpy.ok() and not stop_requested():
             if spin_once is None:
                 executor.spin_once(timeout_sec=SPIN_PERIOD)
             else:

@@ -40,7 +40,7 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray
 from conrft_core.config import ConfigError, from_dict, load_yaml
 from conrft_core.data.episode import first_episode_id
 from conrft_core.robot.node_params import declare_all
-from conrft_core.robot.signals import interrupt_main_thread
+from conrft_core.robot.signals import interrupt_main_thread, stop_requested
 from conrft_interfaces.msg import RobotState
 from conrft_interfaces.srv import ResetEpisode, SetStiffness
 from conrft_sim.sim import FrankaSim, SimConfig
@@ -128,7 +128,7 @@ class SimNode(Node):
         substeps = max(1, round(1.0 / (self.params["state_rate"] * cfg.physics_dt)))
         frame = round(self.params["camera_rate"] ** -1 / (substeps * cfg.physics_dt))  # physics ticks a frame
         wall0 = time.monotonic()
-        while self.running and rclpy.ok():
+        while self.running and rclpy.ok() and not stop_requested():
             with self.lock:
                 self.sim.step_physics(substeps)
                 now = self._now()
