@@ -510,10 +510,10 @@ class PolicyNode(Node):
             action, policy_action, intervened = None, np.zeros(7), False
         else:
             action, policy_action, intervened = self._choose(feats)
-        start = obs["tick"] + self.deadline if self.deadline else None
-        late = self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > (self.deadline or self.period)
-        self.slow_steps += self.streaming and late and action is not None
-        missed = start is not None and late and action is not None
+        late = action is not None and \
+            self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > (self.deadline or self.period)
+        self.slow_steps += self.streaming and late
+        missed = late and self.deadline > 0
         if missed:  # not ready by its deadline: the stream stays at the last step's target; re-plan next step
             self.chunk.clear()
             action = None
@@ -524,7 +524,7 @@ class PolicyNode(Node):
             action = np.array([0, 0, 0, 0, 0, 0, self.gripper_cmd])
         else:
             target_pos, target_quat, width = action_to_target(action, obs["pos"], obs["quat"], self.scale, self.box)
-            self._send_target(target_pos, target_quat, start=start)
+            self._send_target(target_pos, target_quat, start=obs["tick"] + self.deadline if self.deadline else None)
             self.pub_gripper.publish(Float64(data=width))
             self.gripper_cmd = float(action[6])
         self.prev = {"obs": obs, "action": action, "policy_action": policy_action, "intervened": intervened,
