@@ -12,6 +12,11 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
 3. the action: the teleop command while an intervention is active (a silent teleop for longer than
    `intervention_timeout` means "hold position"), else the next action of the current chunk; a new chunk is
    predicted (and published as ActionChunk) when the chunk is used up; pending weights are adopted only then.
+   The VLA's forward pass, the expensive part, runs in a worker thread, only for a step that may need a chunk,
+   on the history window of its observation (which takes every step's), so the node's callbacks (the teleop
+   watchdog's hold, interventions, the rival check) are served meanwhile and a human's step never waits for it;
+   the step acts when its features come (the head, ~1 ms, runs here, where weights are adopted), or at the next
+   tick if they have not come by then (with `action_deadline`: held).
    With `human_lockstep` (simulation) and a teleop that answers transitions (the scripted one with `lockstep`:
    an Intervention stamped with the transition), the step first waits, up to that long, for the answer to the
    transition just published: the simulated human then acts on the step's own state, as in the in-process
@@ -52,6 +57,7 @@ import re
 import sys
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +211,14 @@ class PolicyNode(Node):
         self.awaiting: dict | None = None  # a step waiting for the human's answer (human_lockstep)
         self.published_key, self.answering, self.human_late = None, False, 0
         self.slow_steps = 0
+        # The VLA's forward pass off the executor, in one worker thread (torch releases the interpreter lock while
+        # it computes): `features` is the latest asked for, for the step of observation `features_for`; `acting`
+        # the observation of a step waiting for them.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla")
+        self.features: Future | None = None
+        self.features_for: dict | None = None
+        self.acting: dict | None = None
+        self.features_done = self.create_guard_condition(self._on_features)
 
         for cam in self.cameras:
             self.create_subscription(Image, p["image_topic_format"].format(cam),
@@ -336,7 +350,7 @@ class PolicyNode(Node):
             self._refuse(f"weights version {msg.version} rejected: {exc}; keeping version {self.version}", once=True)
             return
         self.pending = (msg.version, tensors, config, time.monotonic())
-        if self.chunk.empty:  # between chunks already (callbacks never run inside a control tick)
+        if self.chunk.empty:  # between chunks already
             self._adopt_pending()
 
     def _adopt_pending(self) -> None:
@@ -392,6 +406,8 @@ class PolicyNode(Node):
         tick, self.due = self.due, None
         if self.awaiting is not None:  # the human never answered the last step: it acts on the latest command
             self._act_awaited(late=True)
+        if self.acting is not None:  # the last step's features have not come within a control period
+            self._act_overdue()
         if self.phase == "wait_obs":
             obs = self._observation(tick, quiet=True)
             if obs is not None and obs["stamp"] >= self.reset_requested_at:
@@ -488,29 +504,65 @@ class PolicyNode(Node):
         obs["proprio"] = self._proprio(obs)
         if self.prev is not None and self._close_step(obs):
             return
-        start = time.perf_counter()
-        feats = None if self.featurizer is None else self.featurizer(
-            {**{c: image_to_array(m) for c, m in obs["images"].items()}, "proprio": obs["proprio"],
-             "instruction": self.params["instruction"]})
-        self.feature_seconds = time.perf_counter() - start  # part of a chunk's inference latency
+        self._observe(obs)
         if self.params["human_lockstep"] > 0 and self.answering and self.prev is not None:  # just published
-            self.awaiting = {"key": self.published_key, "obs": obs, "feats": feats,
+            self.awaiting = {"key": self.published_key, "obs": obs,
                              "deadline": time.monotonic() + self.params["human_lockstep"]}
             return
-        self._act(obs, feats)
+        self._act(obs)
+
+    def _observe(self, obs: dict) -> None:
+        """The VLA's history window takes the step's observation; if the step may need a chunk, the worker starts
+        on its features now (while the human is waited for, too)."""
+        if self.featurizer is None:
+            return
+        obs["window"] = self.featurizer.observe({**{c: image_to_array(m) for c, m in obs["images"].items()},
+                                                 "proprio": obs["proprio"], "instruction": self.params["instruction"]})
+        if self.chunk.empty:
+            self._embed_async(obs)
+
+    def _embed_async(self, obs: dict) -> None:
+        if self.features is not None:
+            self.features.cancel()  # an earlier step's, if still queued: no step waits for it any more
+        self.features, self.features_for = self.worker.submit(self._embed, obs["window"]), obs
+        self.features.add_done_callback(lambda _: self.features_done.trigger())
+
+    def _embed(self, window: list[dict]) -> tuple[np.ndarray, float]:
+        """(features, seconds), on the worker thread."""
+        start = time.perf_counter()
+        return self.featurizer.embed(window), time.perf_counter() - start
+
+    def _on_features(self) -> None:
+        if self.acting is not None:
+            obs, self.acting = self.acting, None
+            self._act(obs)
+
+    def _act_overdue(self) -> None:
+        """The next step is due and this one's features have not come: with a deadline it has missed it (held),
+        else it waits for them, as it would with the VLA forward in the tick."""
+        obs, self.acting = self.acting, None
+        if not self.deadline:
+            self.features.result()
+        self._act(obs, overdue=True)
 
     def _act_awaited(self, late: bool = False) -> None:
         step, self.awaiting = self.awaiting, None
         self.human_late += late
-        self._act(step["obs"], step["feats"])
+        self._act(step["obs"])
 
-    def _act(self, obs: dict, feats) -> None:
+    def _act(self, obs: dict, overdue: bool = False) -> None:
         if self.target_rivals:  # another driver on the target topic: hold, re-plan once it is gone
             self.chunk.clear()
-            action, policy_action, intervened = None, np.zeros(7), False
+            choice = None, np.zeros(7), False
         else:
-            action, policy_action, intervened = self._choose(feats)
-        late = action is not None and \
+            choice = self._choose(obs)
+        if choice is None:  # the policy drives and this step's features are being computed
+            if not overdue:
+                self.acting = obs
+                return
+            choice = None, np.zeros(7), False
+        action, policy_action, intervened = choice
+        late = overdue or action is not None and \
             self.get_clock().now().nanoseconds * 1e-9 - obs["tick"] > (self.deadline or self.period)
         self.slow_steps += self.streaming and late
         missed = late and self.deadline > 0
@@ -548,8 +600,9 @@ class PolicyNode(Node):
             self._refuse("teleop silent during an intervention: holding position")
             self._hold()
 
-    def _choose(self, feats) -> tuple[np.ndarray | None, np.ndarray, bool]:
-        """(action to execute or None to hold, the policy's action (zeros if it did not run), intervened)."""
+    def _choose(self, obs: dict) -> tuple[np.ndarray | None, np.ndarray, bool] | None:
+        """(action to execute or None to hold, the policy's action (zeros if it did not run), intervened); None
+        while the features the policy needs for this step are being computed."""
         zeros = np.zeros(7)
         iv = self.intervention
         if iv is not None and iv.active:
@@ -567,10 +620,15 @@ class PolicyNode(Node):
         if self.params["teleop_only"]:
             return None, zeros, True  # nobody drives: hold
         if self.chunk.empty:
+            if self.features_for is not obs:  # the chunk ran out since the step began (it does not, today)
+                self._embed_async(obs)
+            if not self.features.done():
+                return None
+            feats, latency = self.features.result()
             self._adopt_pending()
             start = time.perf_counter()
             chunk = self.policy(feats, deterministic=self.params["deterministic"])
-            latency = self.feature_seconds + time.perf_counter() - start  # VLA forward + head
+            latency += time.perf_counter() - start  # VLA forward + head
             try:
                 chunk = check_chunk(chunk, self.policy.agent.horizon, f"policy chunk (version {self.version})")
             except ActionError as exc:
@@ -654,6 +712,7 @@ class PolicyNode(Node):
             self.pub_target.wait_for_all_acked(Duration(seconds=1.0))
         if self.outbox is not None:
             self.outbox.close()
+        self.worker.shutdown(cancel_futures=True)  # before the guard condition it triggers is destroyed
         super().destroy_node()
 
     def _hold(self) -> bool:

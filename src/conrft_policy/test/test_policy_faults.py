@@ -585,3 +585,42 @@ def test_an_action_deadline_puts_every_step_on_the_grid_and_holds_a_step_that_mi
                       "-p", "stream_rate:=100.0", "-p", "action_deadline:=0.2")
     assert bad.wait(timeout=60) == 1, bad.output()
     assert "parameter 'action_deadline' must be in [0, 1 / control_rate = 0.1] s, got 0.2" in bad.output()
+
+
+def test_the_vla_forward_runs_off_the_executor_so_the_human_never_waits_for_it(ros_process, ros_node, tmp_path):
+    """A VLA whose forward pass takes longer than a control period (the node's worker thread computes it): the
+    human's steps still come one control period apart (they need no features), and a teleop that dies during
+    the takeover is held within 200 ms, whatever the forward is doing meanwhile."""
+    from conrft_core.learning.backbone import BackboneConfig
+    from conrft_core.learning.vla import VLA, PretrainConfig, VLAFeaturizer, load_vla, save_vla
+
+    vla_path = tmp_path / "slow_vla.safetensors"  # ~150 ms a forward on one core
+    save_vla(vla_path, VLA(PretrainConfig(backbone=BackboneConfig(image_size=IMAGE_SIZE, patch_grid=8, d_model=384,
+                                                                  num_layers=8, num_heads=4))))
+    dim = VLAFeaturizer(load_vla(vla_path)).dim
+    robot = FakeRobot(ros_node)
+    proc = start_policy(ros_process, teleop_node=ros_node.get_name())(str(vla_path))
+    wait = Waiter(ros_node, proc)
+    robot.send(weights(1, dim, seed=1))
+    wait(lambda: len(robot.chunks) >= 3, "chunks from policy version 1", 90)
+    forward = float(np.median([c.inference_latency for c in robot.chunks]))
+    assert forward > 0.1, f"the VLA's forward took {forward * 1e3:.0f} ms: not slower than a control period"
+
+    iv = Intervention(active=True, gripper=1.0, source="scripted")
+    iv.header.frame_id = "base"
+    iv.twist.linear.x = 0.5
+    since = len(robot.transitions)
+    robot.intervention = iv
+    wait(lambda: sum(t.intervened for t in robot.transitions[since:]) >= 25, "25 steps of the human's")
+    human = [t for t in robot.transitions[since:] if t.intervened and t.episode_id == robot.transitions[-1].episode_id]
+    periods = np.diff([stamp_s(t.header.stamp) for t in human])
+    assert len(periods) >= 10 and np.median(periods) < 0.11, \
+        f"the human's steps came {np.round(periods, 3).tolist()} s apart (VLA forward {forward * 1e3:.0f} ms)"
+    assert not any(t.held for t in human)
+
+    robot.intervention = None  # the teleop dies mid-takeover: its last message says "active"
+    died = stamp_s(iv.header.stamp)
+    wait(lambda: any(is_hold(m) for m in robot.after(died)), "a hold after the teleop died", 10)
+    held = min(stamp_s(m.header.stamp) for m in robot.after(died) if is_hold(m))
+    assert held - died <= 0.2, f"held {(held - died) * 1e3:.0f} ms after the teleop's last message"
+    robot.assert_safe()

@@ -13,7 +13,7 @@ has its own image encoder (`conrft_core.learning.finetune`; `train.encoder` hold
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from conrft_core.learning.stages import train
 from conrft_core.learning.vla import PretrainConfig, VLAFeaturizer, load_vla, pretrain, save_vla
 from conrft_sim.demos import NOISE_PRESETS, Demonstrator, generate_demos, noise_preset
 from conrft_sim.env import ConRFTSimEnv
+from conrft_sim.experts import ExpertNoise
 from conrft_sim.intervener import IntervenerConfig, ScriptedIntervener
 from conrft_sim.sim import SimConfig
 from conrft_sim.tasks import TASKS
@@ -42,6 +43,9 @@ FEATURES = ("state", "vla", "vla_finetune")
 class DemoConfig:
     episodes: int = 20
     noise: str = "human_like"  # conrft_sim.demos.NOISE_PRESETS
+    # The operator's speed factor in (0, 1] instead of the preset's for the task: a slower operator makes longer,
+    # more hesitant demonstrations, and the imitation policy runs out of steps more often. None: the preset's.
+    speed: float | None = None
     seed: int = 0  # demonstration episode seeds seed, seed + 1, ... (below every evaluation seed)
 
     def __post_init__(self) -> None:
@@ -49,6 +53,13 @@ class DemoConfig:
             raise ValueError(f"demos.episodes must be >= 1, got {self.episodes}")
         if self.noise not in NOISE_PRESETS:
             raise ValueError(f"demos.noise '{self.noise}' is unknown; choose one of {', '.join(NOISE_PRESETS)}")
+        if self.speed is not None and not 0 < self.speed <= 1:
+            raise ValueError(f"demos.speed must be in (0, 1] (or null: the preset's), got {self.speed}")
+
+    def operator(self, task: str) -> ExpertNoise:
+        """The demonstrating operator's setting for `task`."""
+        noise = noise_preset(self.noise, task)
+        return noise if self.speed is None else replace(noise, speed=self.speed)
 
 
 @dataclass
@@ -122,8 +133,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path | None, resume: bo
                    meta=meta, progress=progress, encoders=getattr(featurizer, "encoders", None))
     try:
         if not restore_run(run):
-            noise = noise_preset(cfg.demos.noise, task)
-            demonstrator = Demonstrator(task, noise, np.random.default_rng(cfg.demos.seed))
+            demonstrator = Demonstrator(task, cfg.demos.operator(task), np.random.default_rng(cfg.demos.seed))
             demos = collect_demos(env, featurizer, demonstrator, cfg.demos.episodes, seed=cfg.demos.seed,
                                   success_key=cfg.train.success_key)
             lengths = [ep.length for ep, _ in demos]

@@ -147,16 +147,25 @@ class VLAFeaturizer:
     def reset(self) -> None:
         self._window.clear()
 
-    @torch.no_grad()
     def __call__(self, obs: dict) -> np.ndarray:
+        return self.embed(self.observe(obs))
+
+    def observe(self, obs: dict) -> list[dict]:
+        """Add one control step's observation to the history window; returns the window to `embed` (a copy:
+        later steps do not change it). Cheap: a robot's node calls it on every step, `embed` only when it acts."""
         if not self._window:  # an episode's first observation fills the whole window
             self._window.extend([obs] * self.cfg.history)
         else:
             self._window.append(obs)
-        images = {c: torch.as_tensor(np.stack([o[c] for o in self._window]))[None].to(self.device)
-                  for c in self.cfg.cameras}
-        proprio = torch.as_tensor(np.stack([o["proprio"] for o in self._window]))[None].to(self.device)
-        return self._features(images, proprio, [obs["instruction"]])[0].cpu().numpy().astype(np.float32)
+        return list(self._window)
+
+    @torch.no_grad()
+    def embed(self, window: list[dict]) -> np.ndarray:
+        """The features of a window from `observe`: the backbone's forward pass, which reads nothing but the
+        frozen model and `window` (so it may run on another thread than `observe`)."""
+        images = {c: torch.as_tensor(np.stack([o[c] for o in window]))[None].to(self.device) for c in self.cfg.cameras}
+        proprio = torch.as_tensor(np.stack([o["proprio"] for o in window]))[None].to(self.device)
+        return self._features(images, proprio, [window[-1]["instruction"]])[0].cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
     def episode_features(self, ep: Episode, batch: int = 64) -> np.ndarray:
