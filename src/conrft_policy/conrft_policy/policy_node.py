@@ -539,9 +539,11 @@ class PolicyNode(Node):
 
     def _act_overdue(self) -> None:
         """The next step is due and this one's features have not come: with a deadline it has missed it (held),
-        else it waits for them, as it would with the VLA forward in the tick."""
+        else it waits for them, as it would with the VLA forward in the tick. A human who took over meanwhile needs
+        none: waiting would block the executor, and with it the teleop's messages, into a false "teleop silent"."""
         obs, self.acting = self.acting, None
-        if not self.deadline:
+        human = self.intervention is not None and self.intervention.active
+        if not self.deadline and not human:
             self.features.result()
         self._act(obs, overdue=True)
 
