@@ -542,8 +542,7 @@ class PolicyNode(Node):
         else it waits for them, as it would with the VLA forward in the tick. A human who took over meanwhile needs
         none: waiting would block the executor, and with it the teleop's messages, into a false "teleop silent"."""
         obs, self.acting = self.acting, None
-        human = self.intervention is not None and self.intervention.active
-        if not self.deadline and not human:
+        if not self.deadline and not self._human_drives():
             self.features.result()
         self._act(obs, overdue=True)
 
@@ -587,10 +586,13 @@ class PolicyNode(Node):
         self._markers(obs, intervened)
         self.t += 1
 
+    def _human_drives(self) -> bool:
+        """The teleop's latest message says it has taken over."""
+        return self.intervention is not None and self.intervention.active
+
     def _teleop_silent(self) -> bool:
-        iv = self.intervention
         silence = time.monotonic() - self.intervention_rx
-        return iv is not None and iv.active and silence > self.params["intervention_timeout"]
+        return self._human_drives() and silence > self.params["intervention_timeout"]
 
     def _teleop_watchdog(self) -> None:
         if self.awaiting is not None and time.monotonic() > self.awaiting["deadline"]:
@@ -606,8 +608,8 @@ class PolicyNode(Node):
         """(action to execute or None to hold, the policy's action (zeros if it did not run), intervened); None
         while the features the policy needs for this step are being computed."""
         zeros = np.zeros(7)
-        iv = self.intervention
-        if iv is not None and iv.active:
+        if self._human_drives():
+            iv = self.intervention
             self.chunk.clear()  # re-plan from the state the human leaves
             if self._teleop_silent():
                 self._refuse("teleop silent during an intervention: holding position")
@@ -784,7 +786,7 @@ class PolicyNode(Node):
                   "slow_steps": self.slow_steps,
                   "human_late": self.human_late, "teleop_silent_holds": self.silent_holds,
                   "last_refusal": self.last_reason,
-                  "intervention": bool(self.intervention and self.intervention.active)}
+                  "intervention": self._human_drives()}
         if self.outbox is not None:
             values.update(outbox_episodes=len(self.outbox.steps), outbox_mb=round(self.outbox.bytes / 1e6, 1),
                           outbox_dropped=self.outbox.dropped, outbox_resent=self.outbox.resent)
