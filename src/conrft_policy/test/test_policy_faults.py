@@ -587,6 +587,25 @@ def test_an_action_deadline_puts_every_step_on_the_grid_and_holds_a_step_that_mi
     assert "parameter 'action_deadline' must be in [0, 1 / control_rate = 0.1] s, got 0.2" in bad.output()
 
 
+def test_the_first_weights_do_not_stall_the_teleops_messages(ros_process, ros_node, vla):
+    """Building the first policy on the executor: torch's first Adam in a process loads its compiler stack
+    (seconds, the teleop's 50 Hz messages stalled as long); an acting-only agent builds no optimiser."""
+    vla_path, dim = vla
+    robot = FakeRobot(ros_node)
+    robot.intervention = Intervention(active=False, gripper=1.0, source="scripted")  # the idle heartbeat
+    robot.intervention.header.frame_id = "base"
+    proc = start_policy(ros_process, teleop_node=ros_node.get_name())(vla_path)
+    wait = Waiter(ros_node, proc)
+    wait(lambda: robot.pub_intervention.get_subscription_count() > 0, "the policy node on the teleop's topic", 90)
+    ros_node.spin_until(lambda: False, timeout=2.0)  # it has taken the teleop's messages for a while
+    robot.send(weights(1, dim, seed=1))
+    wait(lambda: len(robot.chunks) >= 3, "chunks from policy version 1", 90)
+    proc.stop()
+    gaps = re.search(r"teleop heartbeat: (\d+) messages, .* max ([\d.]+) ms", proc.output())
+    assert gaps and int(gaps[1]) > 50, proc.output()[-3000:]
+    assert float(gaps[2]) < 1000, f"the teleop's messages stalled {gaps[2]} ms\n{proc.output()[-3000:]}"
+
+
 def test_the_vla_forward_runs_off_the_executor_so_the_human_never_waits_for_it(ros_process, ros_node, tmp_path):
     """A VLA whose forward pass takes longer than a control period (the node's worker thread computes it): the
     human's steps still come one control period apart (they need no features), and a teleop that dies during

@@ -31,6 +31,7 @@ encoder by the critic loss, and the bootstrap uses that encoder's target copy.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -128,12 +129,21 @@ class ConRFTAgent(nn.Module):
                                       "lr": encoders.cfg.backbone_lr})
             self.critic_params += list(encoders.critic.parameters())
         self.actor_params = [p for g in self.actor_groups for p in g["params"]]
-        self.reset_optimizers()
+
+    # The optimisers are built at their first use: an acting-only agent (a policy node's) never needs them, and
+    # torch's first Adam in a process loads its compiler stack, seconds that would stall a node's executor.
+    @functools.cached_property
+    def actor_opt(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.actor_groups, lr=self.cfg.actor_lr)
+
+    @functools.cached_property
+    def critic_opt(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.critic_params, lr=self.cfg.critic_lr)
 
     def reset_optimizers(self) -> None:
         """Fresh Adam state (the released HIL-ConRFT learner starts its online stage with new optimisers)."""
-        self.actor_opt = torch.optim.Adam(self.actor_groups, lr=self.cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic_params, lr=self.cfg.critic_lr)
+        for name in ("actor_opt", "critic_opt"):
+            self.__dict__.pop(name, None)
 
     @property
     def horizon(self) -> int:

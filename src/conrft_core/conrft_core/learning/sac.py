@@ -19,6 +19,7 @@ buffer (RLPD); the run (conrft_core.learning.run) does that mixing.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -124,13 +125,23 @@ class SACAgent(nn.Module):
         self.gripper = GripperCritic(state_dim, cfg) if cfg.discrete_gripper else None
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -n / 2
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         critic_params = list(self.critic.members.parameters())
         if self.gripper is not None:
             critic_params += list(self.gripper.net.parameters())
         self.critic_params = critic_params
-        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.temperature_lr)
+
+    # Built at their first use, as ConRFTAgent's: an acting-only agent never loads torch's compiler stack.
+    @functools.cached_property
+    def actor_opt(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr)
+
+    @functools.cached_property
+    def critic_opt(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.critic_params, lr=self.cfg.critic_lr)
+
+    @functools.cached_property
+    def alpha_opt(self) -> torch.optim.Adam:
+        return torch.optim.Adam([self.log_alpha], lr=self.cfg.temperature_lr)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
