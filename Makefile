@@ -13,7 +13,7 @@ help:
 	@echo "make setup   create .venv, install pinned requirements, build the colcon workspace (idempotent)"
 	@echo "make demo    the main job: a simulated ROS 2 training session on pick_cube (VLA pretraining, demos,"
 	@echo "             offline stage, online stage with the scripted human over DDS, evaluation table + curve);"
-	@echo "             ~15 min on 2 CPU cores with setup; DEMO_STEPS=12000 for the full online budget,"
+	@echo "             13-16 min on 2 CPU cores with setup (up to 30 when shared); DEMO_STEPS=12000 for the full online budget,"
 	@echo "             DEMO_EVAL_EPISODES=100 for a curve 20 evaluation episodes cannot resolve (~4 min more)"
 	@echo "make test    every test of every package (pytest)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"

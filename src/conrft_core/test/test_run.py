@@ -11,6 +11,7 @@ from conrft_core.learning.consistency import ConsistencyConfig
 from conrft_core.learning.critic import CriticConfig
 from conrft_core.learning.methods import TrainConfig
 from conrft_core.learning.run import TrainRun
+from conrft_core.learning.runlog import RunLog
 from conrft_core.learning.stages import learn_from_episode, offline_stage
 
 P, D = 5, 8  # proprio and feature sizes of the synthetic episodes
@@ -52,6 +53,18 @@ def test_the_online_stage_starts_with_fresh_optimiser_state(fresh):
     rng = np.random.default_rng(1)
     learn_from_episode(run, episode(9, 4, rng), rng.normal(size=(5, D)).astype(np.float32))
     assert set(adam_steps(run.agent.actor_opt)) == {4 if fresh else 9}
+
+
+def test_an_offline_stage_without_a_bar_reports_every_100_updates():
+    """A learner node shows no tqdm bar: its log gets a line per 100-update block, counted across a resume."""
+    run = make_run(offline_updates=300)
+    lines = []
+    run.log = RunLog(None, emit=lines.append)
+    run.offline_done = 100  # resumed from a checkpoint at update 100
+    offline_stage(run)
+    assert [line.split(",")[0] for line in lines] == ["offline hil_conrft: 200/300 updates",
+                                                      "offline hil_conrft: 300/300 updates"]
+    assert lines[-1].endswith("~0 min left")
 
 
 def test_the_online_ramp_counts_online_updates_only():

@@ -110,7 +110,7 @@ class LearnerNode(Node):
         meta = {"task": p["task"], "features": "vla", "ingested_episodes": [],
                 "experiment": {"features": "vla", "vla_checkpoint": p["vla_checkpoint"],
                                "sim": {"task": p["task"] or "pick_cube"}, "train": to_dict(cfg)}}
-        self.log = RunLog(self.run_dir)
+        self.log = RunLog(self.run_dir, emit=self.get_logger().info)
         self.run = TrainRun(cfg, self.featurizer.dim, PROPRIO_DIM, run_dir=self.run_dir, log=self.log, meta=meta,
                             progress=False)
         robots = [r for r in p["robots"] if r]

@@ -1,5 +1,5 @@
 """Where a training run reports: TensorBoard scalars and a metrics.jsonl file in the run directory, and short
-progress lines on stdout (progress bars come from tqdm in the stages).
+progress lines on stdout or a node's logger (progress bars come from tqdm in the stages).
 
 TensorBoard tags: `offline/...` and `online/...` (losses and Q values per update block), `episode/...`
 (success, length, intervention rate per online episode), `eval/...` (success rate, mean length).
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 
 class RunLog:
-    def __init__(self, directory: str | Path | None, quiet: bool = False):
+    def __init__(self, directory: str | Path | None, quiet: bool = False, emit: Callable[[str], None] | None = None):
         self.quiet = quiet
+        self._emit = emit or (lambda line: print(line, flush=True))
         self._writer = self._jsonl = None
         if directory is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -34,7 +36,7 @@ class RunLog:
 
     def info(self, line: str) -> None:
         if not self.quiet:
-            print(line, flush=True)
+            self._emit(line)
 
     def close(self) -> None:
         if self._writer is not None:
