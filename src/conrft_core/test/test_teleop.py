@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conrft_core.robot.teleop import KEY_AXES, Keyboard, SingleSource, SpaceMouse, SpaceMouseConfig
+from conrft_core.robot.teleop import KEY_AXES, Keyboard, SingleSource, SpaceMouse, SpaceMouseConfig, TeleopHeartbeat
 
 
 def mouse(**kw):
@@ -201,3 +201,47 @@ def test_single_source_without_a_configured_name_refuses_everyone_once_two_publi
     assert guard.check(b"\x01", [("teleop", b"\x01")]) is None
     reason = guard.check(b"\x01", [("teleop", b"\x01"), ("intruder", b"\x02")])
     assert "2 nodes ('intruder', 'teleop')" in reason
+
+
+def heartbeat_until(beat, end, period=0.02, start=0.0):
+    """A 50 Hz teleop sending from `start` to `end` (s), each message received as it is sent."""
+    t = start
+    while t <= end + 1e-9:
+        beat.message(t, sent=t)
+        t += period
+
+
+def test_a_stalled_receiver_is_not_a_silent_teleop():
+    """The node's executor stalls 0.26 s while the teleop sends on: the watchdog's timer runs first (one stale
+    look), then the waiting messages come; no hold, and the gaps show the sender was regular."""
+    beat = TeleopHeartbeat(timeout=0.1)
+    heartbeat_until(beat, 1.0)
+    assert not beat.look(1.26, driving=True)  # the first look after the stall: stale, but only once
+    for k in range(13):  # the 13 messages sent during the stall, served after the timer
+        beat.message(1.26 + 1e-4 * k, sent=1.02 + 0.02 * k)
+    assert not beat.look(1.28, driving=True)
+    assert beat.holds == 0 and not beat.silent
+    assert "max 260.0 ms (sent p50 20.0 / p99 20.0 / max 20.0 ms); 0 teleop-silent hold(s)" in beat.summary()
+
+
+def test_a_teleop_that_stops_is_held_within_the_timeout_and_two_looks():
+    beat = TeleopHeartbeat(timeout=0.1)
+    heartbeat_until(beat, 1.0)
+    looks = [1.0 + 0.02 * k for k in range(1, 11)]  # the watchdog every 20 ms after the last message
+    silent = [beat.look(t, driving=True) for t in looks]
+    first = looks[silent.index(True)]
+    assert 1.1 < first <= 1.1 + 2 * 0.02 + 1e-9 and all(silent[silent.index(True):])
+    assert beat.holds == 1  # one hold, however many looks find it silent
+    beat.message(1.3, sent=1.3)  # it comes back
+    assert not beat.silent and not beat.look(1.32, driving=True)
+    assert beat.summary().endswith("; 1 teleop-silent hold(s)")
+
+
+def test_silence_counts_only_while_the_teleop_drives():
+    beat = TeleopHeartbeat(timeout=0.1)
+    assert not beat.look(5.0, driving=True) and beat.summary() is None  # nothing received yet
+    beat.message(0.0)
+    assert not any(beat.look(t, driving=False) for t in (1.0, 1.02, 1.04))
+    assert not beat.look(1.06, driving=True)  # the first look while driving
+    assert beat.look(1.08, driving=True) and beat.holds == 1
+    assert beat.summary() is None  # one message: no gap yet

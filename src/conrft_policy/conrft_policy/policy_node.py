@@ -9,9 +9,10 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    stops the robot (hold at the measured pose) and ends the episode (truncated);
 2. the previous step's `Transition` (reward from the success source, terminal flags) is published; at the
    end of an episode the robot holds and the next episode is reset through `reset_service`;
-3. the action: the teleop command while an intervention is active (a silent teleop for longer than
-   `intervention_timeout` means "hold position"), else the next action of the current chunk; a new chunk is
-   predicted (and published as ActionChunk) when the chunk is used up; pending weights are adopted only then.
+3. the action: the teleop command while an intervention is active (a teleop silent for longer than
+   `intervention_timeout` on two watchdog looks in a row means "hold position": `TeleopHeartbeat`), else the
+   next action of the current chunk; a new chunk is predicted (and published as ActionChunk) when the chunk is
+   used up; pending weights are adopted only then.
    The VLA's forward pass, the expensive part, runs in a worker thread, only for a step that may need a chunk,
    on the history window of its observation (which takes every step's), so the node's callbacks (the teleop
    watchdog's hold, interventions, the rival check) are served meanwhile and a human's step never waits for it;
@@ -82,7 +83,7 @@ from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.control import ActionError, ChunkExecutor, check_action, check_chunk
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
-from conrft_core.robot.teleop import SingleSource
+from conrft_core.robot.teleop import SingleSource, TeleopHeartbeat
 from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, StreamTarget, Transition
 from conrft_interfaces.srv import ResetEpisode
@@ -197,9 +198,7 @@ class PolicyNode(Node):
         self.states: deque[RobotState] = deque(maxlen=200)
         self.success = False
         self.intervention: Intervention | None = None
-        self.intervention_rx = 0.0  # monotonic receive time of the last Intervention
-        self.heartbeat_gaps: deque[float] = deque(maxlen=100_000)  # s between the teleop's messages (~30 min)
-        self.silent_holds, self.was_silent = 0, False  # times the teleop fell silent during an intervention
+        self.heartbeat = TeleopHeartbeat(self.params["intervention_timeout"])
         self.phase, self.episode_id, self.episodes_done, self.t = "wait_policy", 0, 0, 0
         self.reset_future, self.reset_requested_at = None, None
         self.prev: dict | None = None
@@ -323,10 +322,9 @@ class PolicyNode(Node):
             self._refuse(f"{reason} on {self.params['intervention_topic']}: refused (stop that node, or set "
                          f"teleop_node)")
             return
-        now = time.monotonic()
-        if self.intervention_rx:
-            self.heartbeat_gaps.append(now - self.intervention_rx)
-        self.intervention, self.intervention_rx = msg, now
+        sent = info.get("source_timestamp")
+        self.heartbeat.message(time.monotonic(), sent * 1e-9 if sent else None)
+        self.intervention = msg
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self.answering = self.answering or key == self.published_key
         if self.awaiting is not None and key == self.awaiting["key"]:
@@ -590,17 +588,10 @@ class PolicyNode(Node):
         """The teleop's latest message says it has taken over."""
         return self.intervention is not None and self.intervention.active
 
-    def _teleop_silent(self) -> bool:
-        silence = time.monotonic() - self.intervention_rx
-        return self._human_drives() and silence > self.params["intervention_timeout"]
-
     def _teleop_watchdog(self) -> None:
         if self.awaiting is not None and time.monotonic() > self.awaiting["deadline"]:
             self._act_awaited(late=True)
-        silent = self.phase == "running" and self._teleop_silent()
-        self.silent_holds += silent and not self.was_silent
-        self.was_silent = silent
-        if silent:
+        if self.heartbeat.look(time.monotonic(), self.phase == "running" and self._human_drives()):
             self._refuse("teleop silent during an intervention: holding position")
             self._hold()
 
@@ -611,7 +602,7 @@ class PolicyNode(Node):
         if self._human_drives():
             iv = self.intervention
             self.chunk.clear()  # re-plan from the state the human leaves
-            if self._teleop_silent():
+            if self.heartbeat.silent:  # as the watchdog last found it
                 self._refuse("teleop silent during an intervention: holding position")
                 return None, zeros, True
             try:
@@ -703,11 +694,8 @@ class PolicyNode(Node):
     def destroy_node(self) -> None:
         """Hold on the way out (Ctrl-C, SIGTERM, end of the session): the arm stops where it is. Waits (1 s at
         most) for the controller to acknowledge it: a message still queued when the process exits is lost."""
-        if self.heartbeat_gaps:
-            gaps = 1e3 * np.array(self.heartbeat_gaps)
-            self.get_logger().info(f"teleop heartbeat: {len(gaps) + 1} messages, inter-arrival p50 "
-                                   f"{np.percentile(gaps, 50):.1f} / p99 {np.percentile(gaps, 99):.1f} / max "
-                                   f"{gaps.max():.1f} ms; {self.silent_holds} teleop-silent hold(s)")
+        if (summary := self.heartbeat.summary()) is not None:
+            self.get_logger().info(f"teleop heartbeat: {summary}")
         held = self._hold()
         self._stop_stream()  # streaming: the hold is the last target streamed
         if held:
@@ -784,7 +772,7 @@ class PolicyNode(Node):
         values = {"phase": self.phase, "episode": self.episode_id, "step": self.t, "policy_version": self.version,
                   "episodes_done": self.episodes_done, "late_steps": self.late_steps,
                   "slow_steps": self.slow_steps,
-                  "human_late": self.human_late, "teleop_silent_holds": self.silent_holds,
+                  "human_late": self.human_late, "teleop_silent_holds": self.heartbeat.holds,
                   "last_refusal": self.last_reason,
                   "intervention": self._human_drives()}
         if self.outbox is not None:

@@ -8,10 +8,14 @@ instead of the policy's; `outcome` is the episode verdict the human keyed (1 suc
   rested for `release_after` seconds. One button toggles the gripper, others key success / failure.
 - `Keyboard`: a terminal UI for sessions over ssh: space takes over / hands back, w/s a/d r/f move along
   x/y/z, i/k j/l u/o rotate, g toggles the gripper, y / n key success / failure.
+
+On the robot side, `SingleSource` decides whose interventions are obeyed and `TeleopHeartbeat` when the teleop
+counts as silent.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,3 +152,56 @@ class SingleSource:
             names = ", ".join(sorted(f"'{name}'" for name, _ in publishers))
             return f"interventions from {len(publishers)} nodes ({names}); only one may drive"
         return None
+
+
+class TeleopHeartbeat:
+    """When a driving teleop counts as silent (the policy node then holds the arm), and whose a gap was.
+
+    `message(now, sent)` at each intervention message (receipt time on a steady clock, the sender's source
+    timestamp in s); `look(now, driving)` from the node's watchdog timer, True while the teleop is silent.
+    Silence needs two looks in a row that find no message for longer than `timeout`: when the node itself has
+    stalled (a long callback, a descheduled process), its timers run before the callbacks of the messages that
+    waited meanwhile (rclpy's executors serve ready timers first), and one look would hold the arm on a teleop
+    that never stopped. A teleop that really stops is held after at most `timeout` + two watchdog periods.
+
+    The gaps between receipts and between the sender's own stamps tell the two apart afterwards: a stalled
+    receiver shows long receipt gaps over regular send gaps.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.rx: float | None = None  # receipt time of the latest message
+        self.sent: float | None = None  # its source timestamp
+        self.gaps: deque[float] = deque(maxlen=100_000)  # s between receipts (~30 min at 50 Hz)
+        self.send_gaps: deque[float] = deque(maxlen=100_000)  # s between the sender's stamps
+        self.suspect = self.silent = False  # one look found no message / two in a row did
+        self.holds = 0  # times it fell silent during an intervention
+
+    def message(self, now: float, sent: float | None = None) -> None:
+        if self.rx is not None:
+            self.gaps.append(now - self.rx)
+        if self.sent is not None and sent is not None:
+            self.send_gaps.append(sent - self.sent)
+        self.rx, self.sent = now, sent
+        self.suspect = self.silent = False
+
+    def look(self, now: float, driving: bool) -> bool:
+        stale = driving and self.rx is not None and now - self.rx > self.timeout
+        silent = stale and self.suspect
+        self.holds += silent and not self.silent
+        self.suspect, self.silent = stale, silent
+        return silent
+
+    def summary(self) -> str | None:
+        """One line for the log: message count, gap percentiles (ms) and holds; None before two messages."""
+        if not self.gaps:
+            return None
+        line = f"{len(self.gaps) + 1} messages, inter-arrival {_percentiles(self.gaps)}"
+        if self.send_gaps:
+            line += f" (sent {_percentiles(self.send_gaps)})"
+        return f"{line}; {self.holds} teleop-silent hold(s)"
+
+
+def _percentiles(gaps) -> str:
+    ms = 1e3 * np.asarray(gaps)
+    return f"p50 {np.percentile(ms, 50):.1f} / p99 {np.percentile(ms, 99):.1f} / max {ms.max():.1f} ms"
