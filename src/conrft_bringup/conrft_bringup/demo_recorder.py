@@ -25,7 +25,6 @@ import tty
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
@@ -37,9 +36,8 @@ from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread, stop_requested
 from conrft_core.robot.spaces import TRANSITION_DIMS
 from conrft_interfaces.msg import Transition
+from conrft_policy.link_qos import TRANSITIONS_QOS  # the policy node's: no step of an episode is lost
 
-# The policy node's publisher QoS: reliable, keep-all, so no step of an episode is lost.
-TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
 PARAMS = {
     "output": "",  # required: bag folder to create (must not exist yet)
     "keep": "success",  # success: only successful episodes | all: every complete episode

@@ -123,10 +123,10 @@ def _weights_msg(policy, cfg, version: int):
 def bench_control_and_swap(tmp: Path, seconds: float, swaps: int = 10) -> dict:
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     from conrft_core.learning.vla import load_vla
     from conrft_interfaces.msg import ActionChunk, PolicyWeights
+    from conrft_policy.link_qos import WEIGHTS_QOS
 
     vla = tmp / "default_vla_128px.safetensors"
     feature_dim = load_vla(vla).feature_dim
@@ -158,8 +158,7 @@ def bench_control_and_swap(tmp: Path, seconds: float, swaps: int = 10) -> dict:
                     versions.setdefault(v, time.monotonic())
 
         node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        pub = node.create_publisher(PolicyWeights, "/conrft/policy_weights", qos)
+        pub = node.create_publisher(PolicyWeights, "/conrft/policy_weights", WEIGHTS_QOS)
         policy, cfg = _policy(feature_dim)
         pub.publish(_weights_msg(policy, cfg, 1))
         if not graph.spin_for(120, until=lambda: len(targets) > 20):
@@ -198,13 +197,13 @@ def bench_ingestion(tmp: Path, episodes: int = 30, steps: int = 100) -> dict:
     """Transitions/s the learner node journals. The messages are serialized before the clock starts: the
     measurement is the learner's (DDS receive, deserialize, journal, episode assembly, with the frozen VLA
     featurizing received episodes at the same time), not this process's serialization (~0.4 ms a message)."""
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
     from conrft_bringup.cli import main as conrft
     from conrft_core.data.journal import TransitionJournal
     from conrft_interfaces.msg import Transition
+    from conrft_policy.link_qos import TRANSITIONS_QOS
 
     bag, run_dir, train = tmp / "ingest_demos", tmp / "ingest_run", tmp / "ingest_train.yaml"
     conrft(["sim-demos", "--task", "pick_cube", "--episodes", "1", "--out", str(bag), "--quiet", "--force"])
@@ -216,8 +215,7 @@ def bench_ingestion(tmp: Path, episodes: int = 30, steps: int = 100) -> dict:
                        "run_dir": str(run_dir), "config_file": str(train), "checkpoint_every_episodes": 10 ** 6,
                        "snapshot_every_steps": 0}}}, tmp / "ingest.log", use_sim_time=False)
     try:
-        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
-        pub = graph.node.create_publisher(Transition, "/conrft/transitions", qos)
+        pub = graph.node.create_publisher(Transition, "/conrft/transitions", TRANSITIONS_QOS)
         if not graph.spin_for(120, until=lambda: pub.get_subscription_count() > 0):
             raise RuntimeError(f"the learner never subscribed; see {tmp / 'ingest.log'}")
         rng = np.random.default_rng(0)

@@ -22,7 +22,6 @@ import time
 
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
@@ -31,11 +30,10 @@ from conrft_core.data.journal import RobotJournals
 from conrft_core.data.outbox import Outbox
 from conrft_core.data.transitions import EpisodeAssembler
 from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
-from conrft_policy.outbox_link import ACKS_QOS, ACKS_TOPIC, RESEND_TOPIC, OutboxLink
+from conrft_policy.link_qos import ACKS_QOS, TRANSITIONS_QOS, WEIGHTS_QOS
+from conrft_policy.outbox_link import ACKS_TOPIC, RESEND_TOPIC, OutboxLink
 
 # The policy node's (conrft_policy.policy_node); not imported from there, which would load torch for a probe.
-TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
-WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def emit(event: str, **fields) -> None:

@@ -130,12 +130,10 @@ class _Robot:
 
 
 def _weights(graph, feature_dim: int) -> None:
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
     from conrft_interfaces.msg import PolicyWeights
+    from conrft_policy.link_qos import WEIGHTS_QOS
 
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    graph.weights_pub = graph.node.create_publisher(PolicyWeights, "/conrft/policy_weights", qos)
+    graph.weights_pub = graph.node.create_publisher(PolicyWeights, "/conrft/policy_weights", WEIGHTS_QOS)
     policy, cfg = _policy(feature_dim)
     graph.weights_pub.publish(_weights_msg(policy, cfg, 1))
 

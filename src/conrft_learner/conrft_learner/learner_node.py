@@ -65,6 +65,13 @@ from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
 from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
 
+# The learner link's QoS, as conrft_policy.link_qos has it (this package depends on no robot-side one; the copies
+# are checked equal by conrft_bringup's test_link_qos): keep-all transitions, the latest weights and the
+# acknowledgements kept for a node that joins later.
+TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
+WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+ACKS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 PARAMS = {
     "vla_checkpoint": "",  # required
     "config_file": "",  # YAML with a `train:` section (conrft_core.learning.methods.TrainConfig); "" = defaults
@@ -127,22 +134,16 @@ class LearnerNode(Node):
         self.done = self.failed = False
         restored = restore_run(self.run)
         self.intake = Intake(self.journal, self.assembler, map(key_from_meta, self.run.meta["ingested_episodes"]))
-        # Transient-local: a policy node restarted later still learns what is safe to delete from its outbox.
-        acks_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_acks = self.create_publisher(EpisodeAck, p["acks_topic"], acks_qos)
+        self.pub_acks = self.create_publisher(EpisodeAck, p["acks_topic"], ACKS_QOS)
         if restored:
             self._replay_journal()
         else:
             self._load_demos(bags)
-        weights_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_weights = self.create_publisher(PolicyWeights, p["weights_topic"], weights_qos)
+        self.pub_weights = self.create_publisher(PolicyWeights, p["weights_topic"], WEIGHTS_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
         for topic in (p["transitions_topic"], p["resend_topic"]):
             self.create_subscription(Transition, topic, lambda raw, info, t=topic: self._on_transition(t, raw, info),
-                                     keep_all, raw=True)
+                                     TRANSITIONS_QOS, raw=True)
         self.create_timer(1.0, self._diagnostics)
         self.run.on_update = self._maybe_publish
         self.worker = threading.Thread(target=self._train, daemon=True)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from conrft_core.data.outbox import Outbox
 from conrft_interfaces.msg import EpisodeAck, Transition
+from conrft_policy.link_qos import ACKS_QOS, TRANSITIONS_QOS
 
 RESEND_TOPIC = "/conrft/transitions_resent"  # not the live topic: the scripted human answers each live transition
 ACKS_TOPIC = "/conrft/episode_acks"
-# Transient-local: a policy node restarted later still learns what its predecessor may delete.
-ACKS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-RESEND_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
 RESEND_BYTES_PER_S = 10_000_000  # a resend burst shares the link (and the writer's memory) with the live stream
 
 
@@ -21,7 +18,7 @@ class OutboxLink:
     def __init__(self, node, outbox: Outbox, robot: str = "", on_resend=None):
         self.node, self.outbox, self.on_resend = node, outbox, on_resend
         self.matched_at = float("-inf")  # outbox clock when a reader last matched the resend writer
-        self.pub = node.create_publisher(Transition, RESEND_TOPIC, RESEND_QOS,
+        self.pub = node.create_publisher(Transition, RESEND_TOPIC, TRANSITIONS_QOS,
                                          event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
         # The learner acknowledges every robot's episodes on one topic: only this robot's concern its outbox.
         node.create_subscription(EpisodeAck, ACKS_TOPIC,

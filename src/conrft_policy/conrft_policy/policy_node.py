@@ -67,7 +67,6 @@ from geometry_msgs.msg import Point, PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from rclpy.time import Time
 from sensor_msgs.msg import Image
@@ -87,12 +86,10 @@ from conrft_core.robot.teleop import SingleSource, TeleopHeartbeat
 from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, StreamTarget, Transition
 from conrft_interfaces.srv import ResetEpisode
+from conrft_policy.link_qos import TRANSITIONS_QOS, WEIGHTS_QOS
 from conrft_policy.outbox_link import OutboxLink
 from conrft_policy.ros_io import age, pose_arrays, pose_stamped, run_node, stamp_seconds, twist_wrench
 
-TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
-WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 PARAMS = {
     "vla_checkpoint": "",  # required (unless teleop_only): the frozen backbone (vla.safetensors of `conrft pretrain`)
     "policy_checkpoint": "",  # optional: a `conrft train` checkpoint (features: vla) instead of waiting for weights

@@ -26,7 +26,6 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription_content_filter_options import ContentFilterOptions
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64MultiArray
@@ -36,6 +35,7 @@ from conrft_core.data.episode import check_robot_name
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.teleop import KEYBOARD_HELP, Keyboard, SpaceMouse, SpaceMouseConfig
 from conrft_interfaces.msg import Intervention, Transition
+from conrft_policy.link_qos import TRANSITIONS_QOS
 from conrft_policy.ros_io import run_node
 
 SOURCES = ("spacenav", "keyboard", "scripted")
@@ -142,10 +142,9 @@ class TeleopNode(Node):
         self.human = ScriptedIntervener(p["task"], cfg, np.random.default_rng(p["seed"]))
         self.world, self.episode = None, None
         self.create_subscription(Float64MultiArray, "/sim/world_state", lambda m: setattr(self, "world", m.data), 10)
-        keep_all = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
         # Filtered in DDS (a content-filtered topic) where the middleware can, so other robots' images never
         # reach this process; _on_transition checks the name as well.
-        sub = self.create_subscription(Transition, "/conrft/transitions", self._on_transition, keep_all,
+        sub = self.create_subscription(Transition, "/conrft/transitions", self._on_transition, TRANSITIONS_QOS,
                                        content_filter_options=ContentFilterOptions(
                                            "robot = %0", [f"'{p['robot_name']}'"]))
         if not sub.is_cft_enabled:
