@@ -109,6 +109,11 @@ def test_bad_messages_are_refused_and_every_pose_stays_in_the_box():
         r.receive(HOLD, [0.5, 0.0, 0.2], [0.0, 0.0, 0.0, 0.0], now=0.0)
     with pytest.raises(RelayError, match="unknown command 7"):
         r.receive(7, [0.5, 0.0, 0.2], Q0, now=0.0)
+    r.receive(HOLD, [0.5, 0.0, 0.2], Q0, now=0.0)
+    r.receive(TARGET, [0.51, 0.0, 0.2], Q0, now=0.01, target_at_once=False, start=0.05)
+    with pytest.raises(RelayError, match="non-finite pose"):
+        r.receive(TARGET, [0.5, np.inf, 0.2], Q0, now=0.02)
+    np.testing.assert_allclose(r.sample(0.15)[0], [0.51, 0.0, 0.2], atol=1e-9)  # the waiting target still went
     pos, _ = r.receive(HOLD, [0.9, 0.0, -0.1], Q0, now=0.0)  # measured outside the box: clipped
     np.testing.assert_allclose(pos, [0.7, 0.0, 0.01])
     r.receive(TARGET, [0.9, 0.5, 0.5], Q0, now=0.0)

@@ -11,7 +11,7 @@ stop is refused: its segment would start from where the arm was before the reset
 A step target may name its start (`start`, the policy node's `action_deadline` after its tick, on the stream's
 clock): it waits until then, and its segment starts at that instant rather than when it came, so that the steps
 the controller follows are one control period apart however long each step's inference took. One that comes after
-its start begins at once; a hold or a stop drops a target still waiting.
+its start begins at once; a hold or a stop drops a target still waiting, a refused message does not.
 
 The streamer takes the policy node's topics, frame, safety box and rates as they are (`FROM_POLICY`, passed on by
 the launch files and `conrft session`): the two cannot disagree on them.
@@ -54,9 +54,8 @@ class StreamRelay:
         stream's grid, the next tick starts the segment), else None; None for a stop. A step target whose `start`
         is later than `now` waits for it (None)."""
         self._begin_waiting(now)
-        self.waiting = None  # a newer message replaces a target still waiting
         if command == STOP:
-            self.streamer = None
+            self.streamer = self.waiting = None
             return None
         if command not in (TARGET, HOLD):
             raise RelayError(f"unknown command {command} (TARGET {TARGET}, HOLD {HOLD}, STOP {STOP}): refused")
@@ -64,6 +63,7 @@ class StreamRelay:
         if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat)) and np.linalg.norm(quat) > 1e-6):
             raise RelayError(f"{'hold' if command == HOLD else 'step target'} with a non-finite pose or a zero "
                              f"quaternion: refused")
+        self.waiting = None  # a newer message replaces a target still waiting (a refused one leaves it)
         if command == HOLD:
             self.streamer, self.last = TargetStreamer(self.cfg, self.box, pos, quat, now), now
             return self.streamer.pose()
