@@ -33,8 +33,6 @@ from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
 from conrft_policy.link_qos import ACKS_QOS, TRANSITIONS_QOS, WEIGHTS_QOS
 from conrft_policy.outbox_link import ACKS_TOPIC, RESEND_TOPIC, OutboxLink
 
-# The policy node's (conrft_policy.policy_node); not imported from there, which would load torch for a probe.
-
 
 def emit(event: str, **fields) -> None:
     print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)

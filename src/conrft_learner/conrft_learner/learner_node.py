@@ -41,7 +41,6 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 
@@ -64,13 +63,7 @@ from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread, stop_r
 from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
 from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
-
-# The learner link's QoS, as conrft_policy.link_qos has it (this package depends on no robot-side one; the copies
-# are checked equal by conrft_bringup's test_link_qos): keep-all transitions, the latest weights and the
-# acknowledgements kept for a node that joins later.
-TRANSITIONS_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
-WEIGHTS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-ACKS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from conrft_policy.link_qos import ACKS_QOS, TRANSITIONS_QOS, WEIGHTS_QOS
 
 PARAMS = {
     "vla_checkpoint": "",  # required

@@ -1,6 +1,5 @@
-"""The QoS of the learner link, for every node on the robot's side of it and for the tools that stand in for one
-(the learner node keeps a copy, checked equal by conrft_bringup's test_link_qos: it depends on no robot package).
-A reader and a writer whose profiles do not fit never match, and nothing says so: one definition of each."""
+"""The QoS of the learner link, for the nodes on both ends of it and the tools that stand in for one. A reader and
+a writer whose profiles do not fit never match, and nothing says so: one definition of each."""
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 # Live and resent transitions: history never drops one (a lost step would leave a half episode at the learner).

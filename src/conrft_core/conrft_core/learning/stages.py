@@ -57,17 +57,18 @@ def offline_stage(run: TrainRun) -> None:
     """Cal-ConRFT / CO-RFT (or BC for sft, hg_dagger) on the demonstration buffer only."""
     sample = run.sampler(mixed=False)
     todo = run.cfg.offline_updates - run.offline_done
-    start = time.perf_counter()
-    for done in tqdm(range(1, todo + 1), desc=f"offline {run.cfg.method}", unit="upd", disable=not run.progress,
-                     mininterval=2.0):
+    first, start = run.offline_done, time.perf_counter()
+    for _ in tqdm(range(todo), desc=f"offline {run.cfg.method}", unit="upd", disable=not run.progress,
+                  mininterval=2.0):
         info = run.update(sample, offline=True)
         run.offline_done += 1
         if run.offline_done % 100 == 0:
             run.log.scalars("offline", run.offline_done, {**info, **run.diagnostics()})
             if not run.progress:  # no bar (a learner node): a line per block, so a long stage is seen to move
-                rate = done / (time.perf_counter() - start)
+                rate = (run.offline_done - first) / (time.perf_counter() - start)
+                left = run.cfg.offline_updates - run.offline_done
                 run.log.info(f"offline {run.cfg.method}: {run.offline_done}/{run.cfg.offline_updates} updates, "
-                             f"{rate:.1f} upd/s, ~{(todo - done) / rate / 60:.0f} min left")
+                             f"{rate:.1f} upd/s, ~{left / rate / 60:.0f} min left")
         if run.offline_done % run.cfg.checkpoint_every_updates == 0:
             save_run(run)
     if todo > 0 and run.method.online and not run.method.sac and run.cfg.agent.fresh_online_optimizers:
