@@ -15,7 +15,7 @@ help:
 	@echo "             offline stage, online stage with the scripted human over DDS, evaluation table + curve);"
 	@echo "             13-16 min on 2 CPU cores with setup (up to 30 when shared); DEMO_STEPS=12000 for the full online budget,"
 	@echo "             DEMO_EVAL_EPISODES=100 for a curve 20 evaluation episodes cannot resolve (~4 min more)"
-	@echo "make test    every test of every package (pytest)"
+	@echo "make test    every test of every package (pytest; the realtime ones alone, after the others on 2 workers)"
 	@echo "make bench   benchmarks; results in results/ and summarised in README.md. The learning benchmark is"
 	@echo "             hours on a CPU; BENCH_ARGS is passed to 'conrft bench' (e.g. BENCH_ARGS='--jobs 2')"
 	@echo "make clean   remove build/, install/, log/ (keeps .venv)"
@@ -23,8 +23,13 @@ help:
 setup:
 	@bash scripts/setup.sh
 
+# Two passes: the tests that run ROS nodes against the wall clock (marker `realtime`) one at a time, after the
+# others have run on two workers with one torch thread each (a file's tests on one worker: its fixtures built once).
 test: setup
-	@$(WS) python -m pytest
+	@$(WS) status=0; \
+	  OMP_NUM_THREADS=1 python -m pytest -m "not realtime" -n 2 --dist loadfile || status=$$?; \
+	  python -m pytest -m realtime || status=$$?; \
+	  exit $$status
 
 # The small VLA of the demo and of the ROS-vs-in-process benchmark (pretrained once, kept in DEMO_OUT). One torch
 # thread: torch's float reductions depend on the thread count, and every machine should pretrain the same weights.

@@ -19,6 +19,17 @@ os.environ["ROS_HOME"] = tempfile.mkdtemp(prefix="conrft-test-ros-home-")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+REALTIME_FIXTURES = {"ros_process", "ros_node", "run_session"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that runs ROS nodes against the wall clock is `realtime`: `make test` runs those one at a time, after
+    the others have run two at a time (a second job on the cores delays callbacks past the nodes' deadlines)."""
+    for item in items:
+        if REALTIME_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.realtime)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(os.environ["ROS_HOME"], ignore_errors=True)
 

@@ -203,7 +203,8 @@ def test_the_scripted_human_acts_on_each_steps_own_state_in_lockstep(ros_process
     ros_node.create_subscription(Intervention, "/conrft/intervention", interventions.append, 100)
     ros_node.create_subscription(Transition, "/conrft/transitions", transitions.append, KEEP_ALL)
     start_graph(ros_process, graph_assets, tmp_path / "run", policy_args=("-p", "max_episode_steps:=80"),
-                teleop_args=("-p", "patience:=2", "-p", "takeover_steps:=40"))
+                teleop_args=("-p", "patience:=2", "-p", "takeover_steps:=40"),
+                sim_args=("-p", "step_sync:=0.3"))  # as in a session: the clock waits for each step's target
     driven = lambda: [t for t in transitions if t.intervened and t.step > 0]  # noqa: E731
     assert ros_node.spin_until(lambda: len(driven()) >= 30, timeout=240), "no interventions"
     answers = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in interventions}

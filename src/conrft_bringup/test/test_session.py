@@ -14,6 +14,7 @@ from conrft_core.data.bags import read_episodes
 
 ROOT = Path(__file__).resolve().parents[3]
 SESSION = ROOT / "config" / "sim_pick_cube.yaml"
+pytestmark = pytest.mark.realtime  # every test runs a session's nodes (some without the run_session fixture)
 
 
 def with_recorder(tmp_path, bag, session_variant) -> Path:

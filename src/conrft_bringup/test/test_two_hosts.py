@@ -31,7 +31,8 @@ def _can_make_namespaces() -> bool:
     return True
 
 
-pytestmark = pytest.mark.skipif(not _can_make_namespaces(), reason="needs root and `ip netns`")
+pytestmark = [pytest.mark.skipif(not _can_make_namespaces(), reason="needs root and `ip netns`"),
+              pytest.mark.realtime]  # the nodes run in namespaces of their own, not through ros_process
 
 
 def ours() -> list[str]:

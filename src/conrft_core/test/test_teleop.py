@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from conrft_core.robot.teleop import KEY_AXES, Keyboard, SingleSource, SpaceMouse, SpaceMouseConfig, TeleopHeartbeat
+from conrft_core.robot.teleop import (KEY_AXES, HumanLockstep, Keyboard, SingleSource, SpaceMouse, SpaceMouseConfig,
+                                      TeleopHeartbeat)
 
 
 def mouse(**kw):
@@ -245,3 +246,28 @@ def test_silence_counts_only_while_the_teleop_drives():
     assert not beat.look(1.06, driving=True)  # the first look while driving
     assert beat.look(1.08, driving=True) and beat.holds == 1
     assert beat.summary() is None  # one message: no gap yet
+
+
+def test_a_step_waiting_for_the_human_acts_on_its_answer_and_a_stalled_receiver_still_gets_it():
+    wait = HumanLockstep(timeout=0.2)
+    wait.wait((5, 0), "step 5", now=1.0)
+    assert wait.answer((4, 0), now=1.01) is None  # the answer to another transition
+    assert wait.answer((5, 0), now=1.03) == "step 5" and wait.answer((5, 0), now=1.04) is None
+    wait.wait((6, 0), "step 6", now=2.0)
+    assert wait.look(2.5) is None  # the node stalled 0.5 s: its timer runs before the answer waiting meanwhile
+    assert wait.answer((6, 0), now=2.5) == "step 6" and wait.late == 0
+    assert wait.summary() == "2 answers, waited p50 265.0 / p99 495.3 / max 500.0 ms; 0 late (acted on the previous " \
+                             "command)"
+
+
+def test_an_unanswered_step_acts_late_after_the_timeout_and_two_looks_or_when_the_next_is_due():
+    wait = HumanLockstep(timeout=0.2)
+    assert HumanLockstep(0.2).summary() is None and wait.look(9.0) is None and wait.give_up() is None  # none waits
+    wait.wait((1, 0), "step 1", now=0.0)
+    looks = [0.02 * k for k in range(1, 16)]  # the watchdog every 20 ms
+    released = [wait.look(t) for t in looks]
+    first = released.index("step 1")
+    assert 0.2 < looks[first] <= 0.2 + 2 * 0.02 + 1e-9 and released.count("step 1") == 1
+    wait.wait((2, 0), "step 2", now=1.0)
+    assert wait.give_up() == "step 2" and wait.answer((2, 0), now=1.01) is None  # it acted: the answer is too late
+    assert wait.late == 2 and wait.summary() == "0 answers; 2 late (acted on the previous command)"

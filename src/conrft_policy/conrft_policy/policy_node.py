@@ -19,8 +19,8 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    the step acts when its features come (the head, ~1 ms, runs here, where weights are adopted), or at the next
    tick if they have not come by then (with `action_deadline`: held).
    With `human_lockstep` (simulation) and a teleop that answers transitions (the scripted one with `lockstep`:
-   an Intervention stamped with the transition), the step first waits, up to that long, for the answer to the
-   transition just published: the simulated human then acts on the step's own state, as in the in-process
+   an Intervention stamped with the transition), the step first waits, up to that long (`HumanLockstep`), for
+   the answer to the transition just published: the simulated human then acts on the step's own state, as in the in-process
    loop, instead of one step late. A teleop that never answers (a SpaceMouse) is never waited for;
 4. the action becomes a pose target (clipped to the safety box) on `target_topic` plus a gripper width on
    `gripper_topic`. Every action and chunk is checked first (shape, NaN, range): a bad one is refused with
@@ -82,7 +82,7 @@ from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.control import ActionError, ChunkExecutor, check_action, check_chunk
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.spaces import ActionScale, SafetyBox, action_to_target, proprio_vector, step_reward
-from conrft_core.robot.teleop import SingleSource, TeleopHeartbeat
+from conrft_core.robot.teleop import HumanLockstep, SingleSource, TeleopHeartbeat
 from conrft_core.robot.weights import WeightsError, adopt, build_policy, check_shapes, unpack
 from conrft_interfaces.msg import ActionChunk, Intervention, PolicyWeights, RobotState, StreamTarget, Transition
 from conrft_interfaces.srv import ResetEpisode
@@ -204,8 +204,8 @@ class PolicyNode(Node):
         self.gripper_cmd = 1.0
         self.due: float | None = None  # tick time of the step waiting for its images
         self.late_steps = 0
-        self.awaiting: dict | None = None  # a step waiting for the human's answer (human_lockstep)
-        self.published_key, self.answering, self.human_late = None, False, 0
+        self.lockstep = HumanLockstep(self.params["human_lockstep"])
+        self.published_key, self.answering = None, False  # the last transition's stamp; the teleop answers them
         self.slow_steps = 0
         # The VLA's forward pass off the executor, in one worker thread (torch releases the interpreter lock while
         # it computes): `features` is the latest asked for, for the step of observation `features_for`; `acting`
@@ -324,8 +324,8 @@ class PolicyNode(Node):
         self.intervention = msg
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self.answering = self.answering or key == self.published_key
-        if self.awaiting is not None and key == self.awaiting["key"]:
-            self._act_awaited()
+        if (obs := self.lockstep.answer(key, time.monotonic())) is not None:
+            self._act(obs)
 
     def _on_weights(self, msg: PolicyWeights) -> None:
         if msg.version <= self.version or self.featurizer is None:
@@ -399,8 +399,8 @@ class PolicyNode(Node):
         if not force and not self._synced():
             return
         tick, self.due = self.due, None
-        if self.awaiting is not None:  # the human never answered the last step: it acts on the latest command
-            self._act_awaited(late=True)
+        if (obs := self.lockstep.give_up()) is not None:  # no answer to the last step: the latest command acts
+            self._act(obs)
         if self.acting is not None:  # the last step's features have not come within a control period
             self._act_overdue()
         if self.phase == "wait_obs":
@@ -500,9 +500,8 @@ class PolicyNode(Node):
         if self.prev is not None and self._close_step(obs):
             return
         self._observe(obs)
-        if self.params["human_lockstep"] > 0 and self.answering and self.prev is not None:  # just published
-            self.awaiting = {"key": self.published_key, "obs": obs,
-                             "deadline": time.monotonic() + self.params["human_lockstep"]}
+        if self.lockstep.timeout > 0 and self.answering and self.prev is not None:  # just published
+            self.lockstep.wait(self.published_key, obs, time.monotonic())
             return
         self._act(obs)
 
@@ -540,11 +539,6 @@ class PolicyNode(Node):
         if not self.deadline and not self._human_drives():
             self.features.result()
         self._act(obs, overdue=True)
-
-    def _act_awaited(self, late: bool = False) -> None:
-        step, self.awaiting = self.awaiting, None
-        self.human_late += late
-        self._act(step["obs"])
 
     def _act(self, obs: dict, overdue: bool = False) -> None:
         if self.target_rivals:  # another driver on the target topic: hold, re-plan once it is gone
@@ -586,8 +580,8 @@ class PolicyNode(Node):
         return self.intervention is not None and self.intervention.active
 
     def _teleop_watchdog(self) -> None:
-        if self.awaiting is not None and time.monotonic() > self.awaiting["deadline"]:
-            self._act_awaited(late=True)
+        if (obs := self.lockstep.look(time.monotonic())) is not None:
+            self._act(obs)
         if self.heartbeat.look(time.monotonic(), self.phase == "running" and self._human_drives()):
             self._refuse("teleop silent during an intervention: holding position")
             self._hold()
@@ -693,6 +687,8 @@ class PolicyNode(Node):
         most) for the controller to acknowledge it: a message still queued when the process exits is lost."""
         if (summary := self.heartbeat.summary()) is not None:
             self.get_logger().info(f"teleop heartbeat: {summary}")
+        if (summary := self.lockstep.summary()) is not None:
+            self.get_logger().info(f"human lockstep: {summary}")
         held = self._hold()
         self._stop_stream()  # streaming: the hold is the last target streamed
         if held:
@@ -769,7 +765,7 @@ class PolicyNode(Node):
         values = {"phase": self.phase, "episode": self.episode_id, "step": self.t, "policy_version": self.version,
                   "episodes_done": self.episodes_done, "late_steps": self.late_steps,
                   "slow_steps": self.slow_steps,
-                  "human_late": self.human_late, "teleop_silent_holds": self.heartbeat.holds,
+                  "human_late": self.lockstep.late, "teleop_silent_holds": self.heartbeat.holds,
                   "last_refusal": self.last_reason,
                   "intervention": self._human_drives()}
         if self.outbox is not None:

@@ -9,8 +9,8 @@ instead of the policy's; `outcome` is the episode verdict the human keyed (1 suc
 - `Keyboard`: a terminal UI for sessions over ssh: space takes over / hands back, w/s a/d r/f move along
   x/y/z, i/k j/l u/o rotate, g toggles the gripper, y / n key success / failure.
 
-On the robot side, `SingleSource` decides whose interventions are obeyed and `TeleopHeartbeat` when the teleop
-counts as silent.
+On the robot side, `SingleSource` decides whose interventions are obeyed, `TeleopHeartbeat` when the teleop
+counts as silent and `HumanLockstep` how long a step waits for the scripted human's answer (simulation).
 """
 from __future__ import annotations
 
@@ -205,3 +205,58 @@ class TeleopHeartbeat:
 def _percentiles(gaps) -> str:
     ms = 1e3 * np.asarray(gaps)
     return f"p50 {np.percentile(ms, 50):.1f} / p99 {np.percentile(ms, 99):.1f} / max {ms.max():.1f} ms"
+
+
+class HumanLockstep:
+    """A step waiting for the scripted human's answer to the transition just published (the policy node's
+    `human_lockstep`, simulation only), so that the simulated human acts on the step's own state.
+
+    `wait(key, step, now)` parks the step; `answer(key, now)` returns it when the answer stamped `key` comes;
+    `look(now)`, from the watchdog timer, returns it once the wait is over `timeout` on two looks in a row (late:
+    it acts on the human's previous command), for the reason `TeleopHeartbeat` needs two; `give_up()` returns it
+    at once (the next step is due). `summary()` gives the answers' wait times, which tell a slow teleop from a
+    timeout set too short.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.key = self.step = None
+        self.since = 0.0
+        self.suspect = False
+        self.waits: deque[float] = deque(maxlen=100_000)  # s from a step's wait to its answer
+        self.late = 0
+
+    def wait(self, key, step, now: float) -> None:
+        self.key, self.step, self.since, self.suspect = key, step, now, False
+
+    def answer(self, key, now: float):
+        if self.step is None or key != self.key:
+            return None
+        self.waits.append(now - self.since)
+        return self._release()
+
+    def look(self, now: float):
+        if self.step is None:
+            return None
+        overdue = now - self.since > self.timeout
+        if overdue and self.suspect:
+            return self.give_up()
+        self.suspect = overdue
+        return None
+
+    def give_up(self):
+        if self.step is None:
+            return None
+        self.late += 1
+        return self._release()
+
+    def _release(self):
+        step, self.key, self.step = self.step, None, None
+        return step
+
+    def summary(self) -> str | None:
+        """One line for the log; None if no step waited."""
+        if not self.waits and not self.late:
+            return None
+        waits = f", waited {_percentiles(self.waits)}" if self.waits else ""
+        return f"{len(self.waits)} answers{waits}; {self.late} late (acted on the previous command)"
