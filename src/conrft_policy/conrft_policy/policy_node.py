@@ -20,8 +20,8 @@ Per control tick (`control_rate`, on the ROS clock: sim time under `use_sim_time
    tick if they have not come by then (with `action_deadline`: held).
    With `human_lockstep` (simulation) and a teleop that answers transitions (the scripted one with `lockstep`:
    an Intervention stamped with the transition), the step first waits, up to that long (`HumanLockstep`), for
-   the answer to the transition just published: the simulated human then acts on the step's own state, as in the in-process
-   loop, instead of one step late. A teleop that never answers (a SpaceMouse) is never waited for;
+   the answer to the transition just published: the simulated human then acts on the step's own state, as in
+   the in-process loop, instead of one step late. A teleop that never answers (a SpaceMouse) is never waited for;
 4. the action becomes a pose target (clipped to the safety box) on `target_topic` plus a gripper width on
    `gripper_topic`. Every action and chunk is checked first (shape, NaN, range): a bad one is refused with
    the reason logged and the robot holds. With `stream_rate` > 0 the step's target is not sent as one jump,
