@@ -61,7 +61,6 @@ from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread, stop_requested
 from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
-from conrft_core.robot.teleop import SingleSource
 from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
 from conrft_policy.link_qos import ACKS_QOS, TRANSITIONS_QOS, WEIGHTS_QOS
@@ -182,17 +181,14 @@ class LearnerNode(Node):
 
     def _sender(self, topic: str, info) -> str | None:
         """The node that published a message (its writer's gid looked up in the graph): a robot's live and resend
-        writers are one sender, and a restarted policy node is the same sender again. A writer whose node discovery
-        has not named yet is no one (None) and is looked up again: cached, every such writer would be one sender
-        under the placeholder name, and two robots under one name were then never told apart."""
+        writers are one sender, and a restarted policy node is the same sender again."""
         gid = info.get("publisher_gid")
         if not gid:
             return None
         gid = bytes(gid["data"])
         if gid not in self.writers:
             self.writers.update({bytes(e.endpoint_gid): f"{e.node_namespace.rstrip('/')}/{e.node_name}"
-                                 for e in self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
-                                 if e.node_name != SingleSource.UNKNOWN})
+                                 for e in self.get_publishers_info_by_topic(self.resolve_topic_name(topic))})
         return self.writers.get(gid)
 
     def _sender_alive(self, node: str) -> bool:
