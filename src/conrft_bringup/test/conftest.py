@@ -3,10 +3,8 @@ training config sized for seconds (learning quality is the benchmark's business,
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -51,28 +49,10 @@ def make_graph_assets():
     return make_assets
 
 
-def _run_session(path, args: dict, timeout: float, until=None) -> subprocess.CompletedProcess:
+def _run_session(path, args: dict, timeout: float) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "conrft_bringup.cli", "session", str(path), *(f"{k}:={v}" for k, v in args.items())]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if until is None:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    # Ctrl-C as soon as the output so far satisfies `until` (status 130), as a user would once the session showed it.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-    lines, seen = [], threading.Event()
-
-    def read():
-        for line in proc.stdout:
-            lines.append(line)
-            if until("".join(lines)):
-                seen.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    seen.wait(timeout)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
-    reader.join(timeout=10)
-    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
 def _session_variant(source: Path, out: Path, change) -> Path:
@@ -87,8 +67,7 @@ def _session_variant(source: Path, out: Path, change) -> Path:
 
 @pytest.fixture
 def run_session():
-    """run_session(session file, {argument: value}, timeout[, until]): `conrft session` to its end, or stopped with
-    Ctrl-C once `until(output so far)` is true; output captured."""
+    """run_session(session file, {argument: value}, timeout): `conrft session` to its end, output captured."""
     return _run_session
 
 

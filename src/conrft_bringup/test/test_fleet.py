@@ -1,6 +1,5 @@
 """Several robots feeding one learner (`conrft session config/sim_fleet.yaml robots:=N`): the session's fleet
 expansion, a two-robot session over DDS, and the learner refusing robots it must not learn from."""
-import re
 from pathlib import Path
 
 import pytest
@@ -86,17 +85,12 @@ def test_learner_refuses_unknown_and_doubled_robot_names(tmp_path, graph_assets,
         def variant(cfg):
             change(cfg)
             cfg["fleet"]["robots_parameter"] = ""
+            cfg["session"]["timeout"] = 45
         run_dir = tmp_path / name
         res = run_session(session_variant(FLEET, tmp_path / f"{name}.yaml", variant),
-                          {**graph_assets, "run_dir": run_dir, "robots": robots, "max_episode_steps": 20}, timeout=120,
-                          until=lambda out: refusal_and_whole_episodes(out, robots))
-        assert res.returncode == 130, res.stdout[-4000:]  # stopped by Ctrl-C (or after 120 s)
-        return res.stdout, run_dir
-
-    def refusal_and_whole_episodes(out: str, robots: int) -> bool:
-        """The learner refused, and every robot has ended two episodes (the first is then whole in its outbox)."""
-        ended = [len(re.findall(rf"\[robot_{k}\.policy\]: episode \d+ ended", out)) for k in range(1, robots + 1)]
-        return re.search(r"\[learner\]: (two senders publish|robot \S+ is not one of)", out) and min(ended) >= 2
+                          {**graph_assets, "run_dir": run_dir, "robots": robots, "max_episode_steps": 20}, timeout=300)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        return res.stdout + res.stderr, run_dir
 
     def doubled(cfg):
         cfg["fleet"]["parameters"]["policy"]["robot_name"] = cfg["fleet"]["parameters"]["teleop"]["robot_name"] = \
