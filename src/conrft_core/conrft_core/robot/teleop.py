@@ -154,15 +154,27 @@ class SingleSource:
         return None
 
 
+class TwoLooks:
+    """A condition a watchdog timer confirms only on two looks in a row. When the node has stalled (a long callback,
+    a descheduled process), rclpy serves its due timers before the callbacks of the messages that waited meanwhile,
+    so the first look after a stall can find a condition those messages are about to clear."""
+
+    def __init__(self):
+        self.suspect = False  # the last look found the condition
+
+    def look(self, condition: bool) -> bool:
+        confirmed, self.suspect = condition and self.suspect, condition
+        return confirmed
+
+
 class TeleopHeartbeat:
     """When a driving teleop counts as silent (the policy node then holds the arm), and whose a gap was.
 
     `message(now, sent)` at each intervention message (receipt time on a steady clock, the sender's source
     timestamp in s); `look(now, driving)` from the node's watchdog timer, True while the teleop is silent.
-    Silence needs two looks in a row that find no message for longer than `timeout`: when the node itself has
-    stalled (a long callback, a descheduled process), its timers run before the callbacks of the messages that
-    waited meanwhile (rclpy's executors serve ready timers first), and one look would hold the arm on a teleop
-    that never stopped. A teleop that really stops is held after at most `timeout` + two watchdog periods.
+    Silence needs two looks in a row that find no message for longer than `timeout` (`TwoLooks`: one look would
+    hold the arm on a teleop that never stopped whenever the node itself stalled). A teleop that really stops is
+    held after at most `timeout` + two watchdog periods.
 
     The gaps between receipts and between the sender's own stamps tell the two apart afterwards: a stalled
     receiver shows long receipt gaps over regular send gaps.
@@ -174,7 +186,7 @@ class TeleopHeartbeat:
         self.sent: float | None = None  # its source timestamp
         self.gaps: deque[float] = deque(maxlen=100_000)  # s between receipts (~30 min at 50 Hz)
         self.send_gaps: deque[float] = deque(maxlen=100_000)  # s between the sender's stamps
-        self.suspect = self.silent = False  # one look found no message / two in a row did
+        self.looks, self.silent = TwoLooks(), False  # silent: two looks in a row found no message
         self.holds = 0  # times it fell silent during an intervention
 
     def message(self, now: float, sent: float | None = None) -> None:
@@ -183,13 +195,12 @@ class TeleopHeartbeat:
         if self.sent is not None and sent is not None:
             self.send_gaps.append(sent - self.sent)
         self.rx, self.sent = now, sent
-        self.suspect = self.silent = False
+        self.looks.suspect = self.silent = False
 
     def look(self, now: float, driving: bool) -> bool:
-        stale = driving and self.rx is not None and now - self.rx > self.timeout
-        silent = stale and self.suspect
+        silent = self.looks.look(driving and self.rx is not None and now - self.rx > self.timeout)
         self.holds += silent and not self.silent
-        self.suspect, self.silent = stale, silent
+        self.silent = silent
         return silent
 
     def summary(self) -> str | None:
@@ -213,7 +224,7 @@ class HumanLockstep:
 
     `wait(key, step, now)` parks the step; `answer(key, now)` returns it when the answer stamped `key` comes;
     `look(now)`, from the watchdog timer, returns it once the wait is over `timeout` on two looks in a row (late:
-    it acts on the human's previous command), for the reason `TeleopHeartbeat` needs two; `give_up()` returns it
+    it acts on the human's previous command: `TwoLooks`); `give_up()` returns it
     at once (the next step is due). `summary()` gives the answers' wait times, which tell a slow teleop from a
     timeout set too short.
     """
@@ -222,12 +233,13 @@ class HumanLockstep:
         self.timeout = timeout
         self.key = self.step = None
         self.since = 0.0
-        self.suspect = False
+        self.looks = TwoLooks()
         self.waits: deque[float] = deque(maxlen=100_000)  # s from a step's wait to its answer
         self.late = 0
 
     def wait(self, key, step, now: float) -> None:
-        self.key, self.step, self.since, self.suspect = key, step, now, False
+        self.key, self.step, self.since = key, step, now
+        self.looks.suspect = False
 
     def answer(self, key, now: float):
         if self.step is None or key != self.key:
@@ -238,11 +250,7 @@ class HumanLockstep:
     def look(self, now: float):
         if self.step is None:
             return None
-        overdue = now - self.since > self.timeout
-        if overdue and self.suspect:
-            return self.give_up()
-        self.suspect = overdue
-        return None
+        return self.give_up() if self.looks.look(now - self.since > self.timeout) else None
 
     def give_up(self):
         if self.step is None:
