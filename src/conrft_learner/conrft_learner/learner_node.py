@@ -61,6 +61,7 @@ from conrft_core.learning.vla import VLAFeaturizer, load_vla
 from conrft_core.robot.node_params import declare_all
 from conrft_core.robot.signals import SPIN_PERIOD, interrupt_main_thread, stop_requested
 from conrft_core.robot.spaces import PROPRIO_DIM, TRANSITION_DIMS
+from conrft_core.robot.teleop import SingleSource
 from conrft_core.robot.weights import pack
 from conrft_interfaces.msg import EpisodeAck, PolicyWeights, Transition
 from conrft_policy.link_qos import ACKS_QOS, TRANSITIONS_QOS, WEIGHTS_QOS
@@ -171,30 +172,34 @@ class LearnerNode(Node):
 
     def _on_transition(self, topic: str, raw: bytes, info) -> None:
         msg = deserialize_message(raw, Transition)
-        why = self.registry.admit(msg.robot, self._sender(topic, info), self._sender_alive)
+        sender = self._sender(topic, info)
+        why = self.registry.admit(msg.robot, sender, self._sender_alive)
         if why is not None:
             if self.registry.refused.get(msg.robot) != why:
                 self.registry.refused[msg.robot] = why
                 self.get_logger().error(why)
             return
-        self._assemble(msg, raw)  # on disk before it counts as received
+        self._assemble(msg, raw, sender)  # on disk before it counts as received
 
     def _sender(self, topic: str, info) -> str | None:
         """The node that published a message (its writer's gid looked up in the graph): a robot's live and resend
-        writers are one sender, and a restarted policy node is the same sender again."""
+        writers are one sender, and a restarted policy node is the same sender again. A writer whose node discovery
+        has not named yet is no one (None), looked up again at its next message: cached under the placeholder name,
+        its episodes' acknowledgements would name no node and never be taken."""
         gid = info.get("publisher_gid")
         if not gid:
             return None
         gid = bytes(gid["data"])
         if gid not in self.writers:
             self.writers.update({bytes(e.endpoint_gid): f"{e.node_namespace.rstrip('/')}/{e.node_name}"
-                                 for e in self.get_publishers_info_by_topic(self.resolve_topic_name(topic))})
+                                 for e in self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
+                                 if e.node_name != SingleSource.UNKNOWN})
         return self.writers.get(gid)
 
     def _sender_alive(self, node: str) -> bool:
         return any(f"{ns.rstrip('/')}/{name}" == node for name, ns in self.get_node_names_and_namespaces())
 
-    def _assemble(self, msg: Transition, raw: bytes | None) -> None:
+    def _assemble(self, msg: Transition, raw: bytes | None, sender: str | None = None) -> None:
         try:
             msgs, ack = self.intake.offer(msg, raw)
         except TransitionError as exc:
@@ -204,7 +209,7 @@ class LearnerNode(Node):
             self.episodes.put(msgs)  # decoded into an Episode by the training thread
         if ack is not None:
             (robot, eid), steps = ack
-            self.pub_acks.publish(EpisodeAck(robot=robot, episode_id=eid, steps=steps))
+            self.pub_acks.publish(EpisodeAck(robot=robot, episode_id=eid, steps=steps, sender=sender or ""))
 
     # --- training -------------------------------------------------------------------------------------------
     def _train(self) -> None:

@@ -20,9 +20,11 @@ class OutboxLink:
         self.matched_at = float("-inf")  # outbox clock when a reader last matched the resend writer
         self.pub = node.create_publisher(Transition, RESEND_TOPIC, TRANSITIONS_QOS,
                                          event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
-        # The learner acknowledges every robot's episodes on one topic: only this robot's concern its outbox.
-        node.create_subscription(EpisodeAck, ACKS_TOPIC,
-                                 lambda m: m.robot == robot and outbox.ack(m.episode_id, m.steps), ACKS_QOS)
+        # The learner acknowledges every robot's episodes on one topic: only this robot's, sent by this node (or by
+        # a sender the learner did not know), concern its outbox.
+        me = node.get_fully_qualified_name()
+        node.create_subscription(EpisodeAck, ACKS_TOPIC, lambda m: m.robot == robot and m.sender in ("", me)
+                                 and outbox.ack(m.episode_id, m.steps), ACKS_QOS)
         node.create_timer(1.0, self.resend, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _on_matched(self, info) -> None:
